@@ -1,0 +1,3 @@
+from vemo.train import main
+
+main()

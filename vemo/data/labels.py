@@ -1,0 +1,91 @@
+"""Label files: ``labels.csv`` with ``id,label`` (single-label) or ``id,labels`` (multi-label,
+``|``-separated), optionally with ``classes.txt`` beside it fixing the class order."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MULTI_SEPARATOR = "|"
+
+
+class LabelError(ValueError):
+    """A label file is missing or malformed; the message names the file and line."""
+
+
+@dataclass
+class Labels:
+    classes: list[str]
+    targets: dict[str, list[int]]  # video id -> class indices (exactly one unless multilabel)
+    multilabel: bool
+
+    def target_array(self, ids: list[str]) -> np.ndarray:
+        """long[N] for single-label, float32[N, C] multi-hot for multi-label."""
+        if not self.multilabel:
+            return np.array([self.targets[i][0] for i in ids], dtype=np.int64)
+        out = np.zeros((len(ids), len(self.classes)), dtype=np.float32)
+        for row, vid in enumerate(ids):
+            out[row, self.targets[vid]] = 1.0
+        return out
+
+    def stratum(self, vid: str, class_counts: np.ndarray) -> int:
+        """The class a stratified split balances on: the label, or the rarest of several."""
+        idx = self.targets[vid]
+        return int(min(idx, key=lambda c: (class_counts[c], c)))
+
+
+def read_classes(path: Path) -> list[str]:
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # tolerate the "1 anger" style of classInd.txt files
+    names = [n.split(maxsplit=1)[1] if n.split(maxsplit=1)[0].isdigit() and " " in n else n for n in names]
+    if len(set(names)) != len(names):
+        raise LabelError(f"{path} lists a class twice")
+    if not names:
+        raise LabelError(f"{path} lists no classes")
+    return names
+
+
+def read_labels(path: str | Path, classes_path: str | Path | None = None) -> Labels:
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"label file {path} does not exist")
+    if classes_path is None and (path.parent / "classes.txt").is_file():
+        classes_path = path.parent / "classes.txt"
+    classes = read_classes(Path(classes_path)) if classes_path else None
+
+    raw: dict[str, list[str]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        if "id" not in fields or not ({"label", "labels"} & set(fields)):
+            raise LabelError(f"{path}: the header must have an 'id' column and a 'label' (one class) "
+                             f"or 'labels' (several, separated by '{MULTI_SEPARATOR}') column; "
+                             f"found {fields}")
+        multilabel = "labels" in fields
+        column = "labels" if multilabel else "label"
+        for line, row in enumerate(reader, start=2):
+            vid, value = (row.get("id") or "").strip(), (row.get(column) or "").strip()
+            if not vid:
+                raise LabelError(f"{path}:{line}: empty video id")
+            names = [v.strip() for v in value.split(MULTI_SEPARATOR)] if multilabel else [value]
+            names = [n for n in names if n]
+            if not names and not multilabel:
+                raise LabelError(f"{path}:{line}: video {vid!r} has an empty label")
+            if vid in raw and raw[vid] != names:
+                raise LabelError(f"{path}:{line}: video {vid!r} appears twice with different labels")
+            raw[vid] = names
+    if not raw:
+        raise LabelError(f"{path} holds no labelled videos")
+    if classes is None:
+        classes = sorted({n for names in raw.values() for n in names})
+    index = {c: i for i, c in enumerate(classes)}
+    targets = {}
+    for vid, names in raw.items():
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise LabelError(f"{path}: video {vid!r} has label(s) {unknown} that are not among the "
+                             f"classes {classes}")
+        targets[vid] = sorted(index[n] for n in names)
+    return Labels(classes=classes, targets=targets, multilabel=multilabel)

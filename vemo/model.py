@@ -1,0 +1,203 @@
+"""VideoClassifier: per-modality projection -> fusion head (from the registry) -> classifier."""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import vemo.fusion
+from vemo.metrics import MulticlassConfusionMatrix, per_class_f1, scalar_metrics
+
+# keys a Hydra fusion config may carry that are not options of the head
+_CONFIG_KEYS = ("_target_", "_partial_", "name")
+
+
+def fusion_options(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split a fusion config (``name`` plus options, maybe Hydra keys) into name and options."""
+    spec = dict(spec)
+    target = spec.get("_target_", "vemo.fusion.create")
+    if target != "vemo.fusion.create":
+        raise ValueError(f"fusion heads are built by vemo.fusion.create from the registry, not {target!r}: "
+                         "register your head with @vemo.fusion.register('name')")
+    if "name" not in spec:
+        raise ValueError(f"the fusion config needs a 'name'; registered heads: {', '.join(vemo.fusion.names())}")
+    return spec["name"], {k: v for k, v in spec.items() if k not in _CONFIG_KEYS}
+
+
+class VideoClassifier(L.LightningModule):
+    """Classifies a batch (see the batch contract in DESIGN.md) into ``len(classes)`` classes.
+
+    Args:
+        modality_dims: input feature size per modality, e.g. ``{"frames": 512, "audio": 768}``.
+        classes: class names, in label-index order.
+        fusion: fusion config: ``name`` of a registered head plus its options.
+        multilabel: BCE over independent classes instead of softmax cross-entropy.
+        class_weights: ``None``, ``"balanced"`` (inverse training frequency; pass ``class_counts``)
+            or one weight per class.
+        warmup_frac: share of the optimizer steps spent warming the learning rate up linearly,
+            before cosine decay to ``min_lr_ratio * lr``.
+    """
+
+    def __init__(self, modality_dims: Mapping[str, int], classes: Sequence[str], fusion: Mapping[str, Any],
+                 multilabel: bool = False, d_model: int = 128, proj_dropout: float = 0.1,
+                 head_hidden: int = 256, head_dropout: float = 0.1, lr: float = 1e-3,
+                 weight_decay: float = 0.05, warmup_frac: float = 0.05, min_lr_ratio: float = 0.01,
+                 label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None,
+                 class_counts: Sequence[int] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.modalities = sorted(modality_dims)
+        self.classes = list(classes)
+        self.multilabel = multilabel
+        num_classes = len(self.classes)
+        self.proj = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model), nn.LayerNorm(d_model),
+                             nn.Dropout(proj_dropout))
+            for m in self.modalities})
+        name, options = fusion_options(fusion)
+        self.fusion = vemo.fusion.create(name, modalities=self.modalities, d_model=d_model, **options)
+        self.head = nn.Sequential(nn.LayerNorm(self.fusion.out_dim), nn.Linear(self.fusion.out_dim, head_hidden),
+                                  nn.GELU(), nn.Dropout(head_dropout), nn.Linear(head_hidden, num_classes))
+        self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
+        # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix
+        self.metrics = nn.ModuleDict({f"{s}_metrics": scalar_metrics(num_classes, multilabel).clone(prefix=f"{s}/")
+                                      for s in ("train", "val", "test")})
+        self.test_per_class = per_class_f1(num_classes, multilabel)
+        self.test_confusion = None if multilabel else MulticlassConfusionMatrix(num_classes)
+        self.confusion_matrix: np.ndarray | None = None  # filled after a test run, for plots
+        self._pending_rng: dict[str, Any] | None = None
+
+    @staticmethod
+    def _class_weight(weights, counts, num_classes: int) -> Tensor:
+        if weights is None:
+            return torch.ones(num_classes)
+        if isinstance(weights, str):
+            if weights != "balanced":
+                raise ValueError(f"class_weights must be null, 'balanced' or a list, got {weights!r}")
+            if counts is None:
+                raise ValueError("class_weights='balanced' needs the training class counts")
+            c = torch.as_tensor(counts, dtype=torch.float32).clamp_min(1)
+            return c.sum() / (num_classes * c)
+        w = torch.as_tensor(list(weights), dtype=torch.float32)
+        if w.shape != (num_classes,):
+            raise ValueError(f"class_weights has {w.numel()} entries for {num_classes} classes")
+        return w
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise KeyError(f"batch lacks modalities {missing}; the model was trained on {self.modalities}")
+        tokens = {m: self.proj[m](features[m]) for m in self.modalities}
+        return self.head(self.fusion(tokens, {m: masks[m] for m in self.modalities}))
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if self.multilabel:
+            per_class = nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
+            return (per_class * self.class_weight).mean()
+        return nn.functional.cross_entropy(logits, labels, weight=self.class_weight,
+                                           label_smoothing=self.hparams.label_smoothing)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        # independent sigmoids for multi-label: a trailer can be both drama and romance
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        logits = self(batch["features"], batch["masks"])
+        labels = batch["labels"]
+        loss = self.loss(logits, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step} "
+                                     f"(videos {batch['ids'][:3]}...): lower the learning rate or check features")
+        probs = self.probabilities(logits.detach())
+        target = labels.long() if self.multilabel else labels
+        self.metrics[f"{stage}_metrics"].update(probs, target)
+        batch_size = labels.shape[0]
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
+                 batch_size=batch_size, sync_dist=stage != "train")
+        if stage == "test":
+            self.test_per_class.update(probs, target)
+            if self.test_confusion is not None:
+                self.test_confusion.update(probs, target)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return {"ids": batch["ids"], "probs": self.probabilities(self(batch["features"], batch["masks"]))}
+
+    def _log_epoch(self, stage: str) -> None:
+        values = self.metrics[f"{stage}_metrics"].compute()
+        self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
+        self.metrics[f"{stage}_metrics"].reset()
+
+    def on_train_epoch_end(self):
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self):
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self):
+        self._log_epoch("test")
+        for name, value in zip(self.classes, self.test_per_class.compute()):
+            self.log(f"test/f1/{name}", value)
+        self.test_per_class.reset()
+        if self.test_confusion is not None:
+            self.confusion_matrix = self.test_confusion.compute().cpu().numpy()
+            self.test_confusion.reset()
+
+    # ---------------------------------------------------------------- optimization
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            # norms, biases and embeddings are not shrunk towards zero
+            (no_decay if p.ndim < 2 or "embed" in name or name.endswith(("null", "cls", "missing")) else decay).append(p)
+        hp = self.hparams
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(hp.warmup_frac * total)
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---------------------------------------------------------------- exact resume
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain tensors and numbers only, so checkpoints load with torch.load(weights_only=True)
+        checkpoint["vemo_rng"] = {"torch": torch.get_rng_state(),
+                                  "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+                                  "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # applied when training restarts, not now: validation between here and there would
+        # otherwise run on a different random state than in the uninterrupted run
+        self._pending_rng = checkpoint.get("vemo_rng")
+
+    def on_train_epoch_start(self) -> None:
+        if self._pending_rng is not None:
+            torch.set_rng_state(self._pending_rng["torch"])
+            kind, keys, pos, has_gauss, gauss = self._pending_rng["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(self._pending_rng["python"])
+            self._pending_rng = None

@@ -1,0 +1,90 @@
+"""PNG plots of a run: confusion matrix and learning curves."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
+                          title: str = "Test confusion matrix") -> Path:
+    """Rows are true classes, normalized to sum to 1; each cell also shows its count."""
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    size = max(4.0, 0.7 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{share[i, j]:.2f}\n({int(matrix[i, j])})", ha="center", va="center",
+                    fontsize=8, color="white" if share[i, j] > 0.5 else "black")
+    acc = np.trace(matrix) / max(1, matrix.sum())
+    ax.set_title(f"{title} (accuracy {acc:.3f})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_epoch_metrics(metrics_csv: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Lightning's metrics.csv -> {metric: [(epoch, value), ...]} (empty cells skipped)."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            epoch = row.get("epoch")
+            if not epoch:
+                continue
+            for key, value in row.items():
+                if key in ("epoch", "step") or not value:
+                    continue
+                try:
+                    series.setdefault(key, []).append((int(float(epoch)), float(value)))
+                except ValueError:
+                    continue
+    return series
+
+
+def plot_learning_curves(metrics_csv: str | Path, path: str | Path, monitor: str = "val/acc") -> Path:
+    """Loss and the monitored metric per epoch, train next to val."""
+    series = read_epoch_metrics(metrics_csv)
+    metric = monitor.split("/", 1)[-1]
+    panels = [("loss", ["train/loss", "val/loss"]), (metric, [f"train/{metric}", f"val/{metric}"])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = sorted(series.get(key, []))
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=key)
+        best = series.get(monitor)
+        if title == metric and best:
+            epoch, value = max(best, key=lambda p: (p[1], -p[0]))
+            ax.axvline(epoch, color="grey", linestyle=":", label=f"best {monitor} {value:.3f}")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def finite(value: float) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
