@@ -1,0 +1,120 @@
+"""Config composition (vemo.config.load_config) and the ``python -m vemo.train`` command line."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
+
+import vemo.fusion
+from vemo.config import CONFIG_DIR, load_config
+
+QUIET = ["logger=csv", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
+         "+trainer.enable_model_summary=false"]
+
+
+# ---------------------------------------------------------------- composition
+def test_default_config():
+    cfg = load_config(["run_dir=/tmp/x"])
+    assert cfg.fusion.name == "crossattn" and cfg.fusion._target_ == "vemo.fusion.create"
+    assert cfg.data._target_ == "vemo.data.DemoDataModule"
+    assert list(cfg.data.modalities) == ["audio", "faces", "frames", "speech", "text"]
+    assert set(cfg.logger) == {"csv", "wandb"} and cfg.logger.wandb.offline is True
+    assert cfg.model._target_ == "vemo.model.VideoClassifier"
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer" and cfg.trainer.deterministic is True
+    assert cfg.seed == 0 and cfg.ckpt_path is None and cfg.run_name == "crossattn"
+    assert cfg.trainer.default_root_dir == "/tmp/x"
+    assert cfg.callbacks.model_checkpoint.dirpath == "/tmp/x/checkpoints"
+
+
+def test_overrides_compose():
+    cfg = load_config(["fusion=gated", "data.modalities=[frames,audio]", "trainer=cpu", "run_dir=/tmp/x",
+                       "seed=3"])
+    assert cfg.fusion.name == "gated" and cfg.fusion.hidden == 256
+    assert list(cfg.data.modalities) == ["frames", "audio"]
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.max_epochs == 30  # the rest from trainer/default
+    assert cfg.data.seed == 3 and cfg.run_name == "gated"
+
+
+def test_experiment_config():
+    cfg = load_config(["experiment=demo_ablation_base", "run_dir=/tmp/x"])
+    assert set(cfg.logger) == {"csv"}  # the experiment swaps the logger group
+    assert cfg.trainer.max_epochs == 30
+    cfg = load_config(["experiment=demo_ablation_base", "trainer.max_epochs=5", "run_dir=/tmp/x"])
+    assert cfg.trainer.max_epochs == 5  # the command line wins over the experiment
+
+
+def test_ddp_trainer_config():
+    cfg = load_config(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "run_dir=/tmp/x"])
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2 and cfg.trainer.accelerator == "cpu"
+    assert cfg.trainer.use_distributed_sampler is False
+
+
+def test_every_registered_head_has_a_config_file():
+    files = {p.stem for p in (Path(CONFIG_DIR) / "fusion").glob("*.yaml")}
+    assert files == set(vemo.fusion.names())
+    for name in files:
+        assert OmegaConf.load(Path(CONFIG_DIR) / "fusion" / f"{name}.yaml").name == name
+
+
+def test_unknown_config_option_lists_the_choices():
+    with pytest.raises(MissingConfigException) as err:
+        load_config(["fusion=nope", "run_dir=/tmp/x"])
+    assert all(name in str(err.value) for name in vemo.fusion.names())
+
+
+# ---------------------------------------------------------------- python -m vemo.train
+def vemo_train(args: list[str], cwd: Path, env: dict, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vemo.train", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(300)
+def test_cli_trains_and_reports_the_run_folder(tmp_path, subprocess_env):
+    runs = tmp_path / "runs"
+    proc = vemo_train(["data.num_videos=120", "trainer.max_epochs=1", f"paths.cache_dir={tmp_path / 'cache'}",
+                       f"paths.runs_dir={runs}", "fusion=concat_mlp", "model.d_model=32", *QUIET],
+                      cwd=tmp_path, env=subprocess_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = re.search(r"run folder: (.+)", proc.stdout)
+    assert found, proc.stdout[-2000:]
+    run_dir = Path(found.group(1).strip())
+    assert run_dir.parent.parent == runs.resolve() and run_dir.name.endswith("_concat_mlp")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "test/acc" in metrics and metrics["epochs"] == 1
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("override", ["fusion.name=nope", "fusion=nope"])
+def test_cli_unknown_fusion_fails_listing_valid_names(tmp_path, subprocess_env, override):
+    proc = vemo_train([override, f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={tmp_path / 'runs'}",
+                       "logger=csv"], cwd=tmp_path, env=subprocess_env)
+    assert proc.returncode != 0
+    assert "nope" in proc.stderr
+    assert all(name in proc.stderr for name in vemo.fusion.names()), proc.stderr[-3000:]
+    assert not (tmp_path / "cache").exists()  # it failed before generating any data
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_cli_ddp_on_two_cpu_processes(tmp_path, subprocess_env):
+    runs = tmp_path / "runs"
+    proc = vemo_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
+                       "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "data.num_videos=120",
+                       f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={runs}", "fusion=concat_mlp",
+                       "model.d_model=32", *QUIET], cwd=tmp_path, env=subprocess_env, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "Starting with 2 processes" in proc.stderr or "MEMBER: 2/2" in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout.count("run folder:") == 1  # rank 0 reports, rank 1 stays quiet
+    run_dirs = [p for p in runs.glob("*/*") if p.is_dir()]
+    assert len(run_dirs) == 1, run_dirs  # both ranks share one run folder
+    metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
+    assert "test/acc" in metrics and metrics["epochs"] == 1

@@ -1,0 +1,198 @@
+"""The fusion-head contract, checked for every registered head (a new head is tested automatically)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vemo.fusion
+from vemo.registry import UnknownNameError
+
+D = 32
+LENGTHS = {"audio": 5, "frames": 7, "text": 1}
+HEADS = vemo.fusion.names()
+# non-default variants worth covering too: (name, options)
+VARIANTS = [(name, {}) for name in HEADS] + [("crossattn", {"positional": "learned", "max_positions": 16})]
+
+
+def _ids(variant):
+    name, options = variant
+    return name + "".join(f"-{k}={v}" for k, v in options.items() if k != "max_positions")
+
+
+def build(name, options, modalities=tuple(LENGTHS), seed=0):
+    torch.manual_seed(seed)
+    head = vemo.fusion.create(name, modalities=list(modalities), d_model=D, **options)
+    return head.eval()
+
+
+def make_batch(modalities=tuple(LENGTHS), batch=4, seed=0):
+    """Random tokens with ragged masks. Sample 1 lacks audio, sample 2 lacks frames and text,
+    sample 3 has only frames (it lacks every modality but one)."""
+    g = torch.Generator().manual_seed(seed)
+    tokens, masks = {}, {}
+    for m in modalities:
+        t = LENGTHS[m]
+        tokens[m] = torch.randn(batch, t, D, generator=g)
+        lengths = torch.randint(1, t + 1, (batch,), generator=g)
+        masks[m] = torch.arange(t)[None, :] < lengths[:, None]
+    drop = {"audio": [1, 3], "frames": [2], "text": [2, 3]}
+    for m in modalities:
+        if len(modalities) > 1:
+            masks[m][drop[m]] = False
+    return tokens, masks
+
+
+def with_garbage(tokens, masks, seed=1):
+    """Padded positions and wholly missing modalities filled with huge values and NaN."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for m, x in tokens.items():
+        junk = torch.randn(x.shape, generator=g) * 1e4
+        junk[..., ::3] = float("nan")
+        out[m] = torch.where(masks[m].unsqueeze(-1), x, junk)
+    return out
+
+
+@pytest.fixture(params=VARIANTS, ids=[_ids(v) for v in VARIANTS])
+def variant(request):
+    return request.param
+
+
+def test_heads_are_registered():
+    assert {"concat_mlp", "crossattn", "gated"} <= set(HEADS)
+
+
+def test_output_shape(variant):
+    head = build(*variant)
+    tokens, masks = make_batch()
+    out = head(tokens, masks)
+    assert isinstance(head.out_dim, int) and head.out_dim > 0
+    assert out.shape == (4, head.out_dim)
+    assert torch.isfinite(out).all()
+
+
+def test_dict_order_does_not_matter(variant):
+    head = build(*variant)
+    tokens, masks = make_batch()
+    out = head(tokens, masks)
+    reordered_tokens = {m: tokens[m] for m in reversed(list(tokens))}
+    reordered_masks = {m: masks[m] for m in sorted(masks, key=lambda m: (len(m), m))}
+    assert list(reordered_tokens) != list(tokens) and list(reordered_masks) != list(tokens)
+    with torch.no_grad():
+        torch.testing.assert_close(head(reordered_tokens, reordered_masks), out, atol=1e-5, rtol=0)
+
+
+def test_padding_and_missing_modalities_are_ignored(variant):
+    head = build(*variant)
+    tokens, masks = make_batch()
+    with torch.no_grad():
+        clean = head(tokens, masks)
+        dirty = head(with_garbage(tokens, masks), masks)
+    assert torch.isfinite(dirty).all()
+    torch.testing.assert_close(dirty, clean, atol=1e-5, rtol=0)
+
+
+def test_amount_of_padding_does_not_matter(variant):
+    # heads zero padded tokens on entry, so garbage alone cannot reveal a head that still attends
+    # to (or averages over) padded slots; a batch padded further must give the same output too
+    head = build(*variant)
+    tokens, masks = make_batch()
+    longer_tokens = {m: torch.cat([x, torch.randn(x.shape[0], 3, D) * 1e3], dim=1) for m, x in tokens.items()}
+    longer_masks = {m: torch.cat([x, torch.zeros(x.shape[0], 3, dtype=torch.bool)], dim=1) for m, x in masks.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(head(longer_tokens, longer_masks), head(tokens, masks), atol=1e-5, rtol=0)
+
+
+def test_real_tokens_do_matter(variant):
+    # the complement of the garbage test: changing a real token changes the output
+    head = build(*variant)
+    tokens, masks = make_batch()
+    changed = {m: x.clone() for m, x in tokens.items()}
+    changed["frames"][0, 0] += 3.0 * torch.randn(D, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert not torch.allclose(head(changed, masks)[0], head(tokens, masks)[0], atol=1e-4)
+
+
+def test_sample_with_a_single_present_modality(variant):
+    head = build(*variant)
+    tokens, masks = make_batch(batch=4)
+    only = {m: masks[m][3:4] for m in masks}
+    assert only["frames"].any() and not only["audio"].any() and not only["text"].any()
+    with torch.no_grad():
+        alone = head({m: x[3:4] for m, x in tokens.items()}, only)
+        in_batch = head(tokens, masks)[3:4]
+    assert alone.shape == (1, head.out_dim) and torch.isfinite(alone).all()
+    torch.testing.assert_close(alone, in_batch, atol=1e-5, rtol=0)  # no leakage across the batch
+
+
+def test_single_modality_head(variant):
+    name, options = variant
+    head = build(name, options, modalities=("frames",))
+    tokens, masks = make_batch(modalities=("frames",))
+    with torch.no_grad():
+        out = head(tokens, masks)
+        dirty = head(with_garbage(tokens, masks), masks)
+    assert out.shape == (4, head.out_dim) and torch.isfinite(out).all()
+    torch.testing.assert_close(dirty, out, atol=1e-5, rtol=0)
+
+
+def test_gradients_flow_and_padding_gets_none(variant):
+    head = build(*variant).train()
+    tokens, masks = make_batch()
+    tokens = {m: x.requires_grad_(True) for m, x in with_garbage(tokens, masks).items()}
+    head(tokens, masks).pow(2).sum().backward()
+    grads = [p.grad for p in head.parameters() if p.requires_grad]
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+    for m, x in tokens.items():
+        assert torch.isfinite(x.grad).all()
+        assert torch.count_nonzero(x.grad[~masks[m]]) == 0  # padded tokens have no influence
+        assert x.grad[masks[m]].abs().sum() > 0
+
+
+def test_missing_input_modality_is_an_error(variant):
+    head = build(*variant)
+    tokens, masks = make_batch()
+    del tokens["audio"], masks["audio"]
+    with pytest.raises(KeyError, match="audio"):
+        head(tokens, masks)
+
+
+def test_unknown_head_lists_valid_names():
+    with pytest.raises(UnknownNameError) as err:
+        vemo.fusion.create("nope", modalities=["frames"], d_model=D)
+    assert isinstance(err.value, KeyError)
+    assert "nope" in str(err.value)
+    assert all(name in str(err.value) for name in HEADS)
+
+
+def test_unknown_option_names_the_head():
+    with pytest.raises(TypeError, match="gated"):
+        vemo.fusion.create("gated", modalities=["frames"], d_model=D, no_such_option=1)
+
+
+def test_gated_exposes_modality_weights():
+    head = build("gated", {})
+    tokens, masks = make_batch()
+    with pytest.raises(RuntimeError):
+        head.modality_weights()
+    with torch.no_grad():
+        head(tokens, masks)
+    gates = head.last_gates
+    assert gates.shape == (4, len(LENGTHS), head.out_dim)
+    present = torch.stack([masks[m].any(1) for m in sorted(LENGTHS)], dim=1)  # [B, n], sorted order
+    assert torch.all(gates[~present] == 0)  # a missing modality gets no weight
+    torch.testing.assert_close(gates.sum(1), torch.ones(4, head.out_dim))
+    weights = head.modality_weights()
+    assert list(weights) == sorted(LENGTHS)
+    total = sum(weights.values())
+    torch.testing.assert_close(total, torch.ones(4))
+    assert weights["audio"][1] == 0 and weights["audio"][3] == 0
+    assert weights["frames"][2] == 0 and weights["text"][2] == 0 and weights["text"][3] == 0
+    torch.testing.assert_close(weights["frames"][3], torch.tensor(1.0))  # the only modality it has
+    assert all(w[0] > 0 for w in weights.values())
+
+
+def test_registry_rejects_double_registration():
+    with pytest.raises(ValueError, match="already registered"):
+        vemo.fusion.register("gated")(lambda **kw: None)

@@ -1,0 +1,99 @@
+"""VideoClassifier without a Trainer: forward, losses, probabilities, class weights, config wiring."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import vemo.fusion
+from vemo.config import load_config
+from vemo.data import collate
+from vemo.model import VideoClassifier, fusion_options
+
+DIMS = {"frames": 12, "audio": 6, "text": 5}
+CLASSES = ["a", "b", "c", "d"]
+
+
+def batch(multilabel=False, size=5, seed=0):
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(size):
+        feats = {m: rng.normal(size=(int(rng.integers(0 if m != "frames" else 1, 6)) if m != "text" else i % 2, d))
+                 for m, d in DIMS.items()}
+        label = (rng.random(len(CLASSES)) < 0.4).astype(np.float32) if multilabel else np.int64(i % len(CLASSES))
+        items.append({"id": f"v{i}", "features": {m: x.astype(np.float32) for m, x in feats.items()}, "label": label})
+    return collate(items)
+
+
+def model(fusion="concat_mlp", **kw):
+    torch.manual_seed(0)
+    return VideoClassifier(DIMS, CLASSES, fusion={"name": fusion}, d_model=16, head_hidden=16, **kw).eval()
+
+
+@pytest.mark.parametrize("name", vemo.fusion.names())
+def test_every_fusion_config_builds_a_working_classifier(name):
+    """A registered head has a config file, and the composed config builds a classifier."""
+    cfg = load_config([f"fusion={name}", "run_dir=unused"])
+    spec = OmegaConf.to_container(cfg.fusion, resolve=True)
+    assert fusion_options(spec)[0] == name
+    torch.manual_seed(0)
+    clf = VideoClassifier(DIMS, CLASSES, fusion=spec, d_model=32, head_hidden=16).eval()
+    b = batch()
+    with torch.no_grad():
+        logits = clf(b["features"], b["masks"])
+    assert logits.shape == (5, len(CLASSES)) and torch.isfinite(logits).all()
+
+
+def test_single_label_probabilities_and_loss():
+    clf = model()
+    b = batch()
+    logits = clf(b["features"], b["masks"])
+    probs = clf.probabilities(logits)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5))
+    expected = torch.nn.functional.cross_entropy(logits, b["labels"])
+    torch.testing.assert_close(clf.loss(logits, b["labels"]), expected)
+
+
+def test_multilabel_uses_independent_sigmoids():
+    clf = model(multilabel=True)
+    b = batch(multilabel=True)
+    logits = clf(b["features"], b["masks"])
+    torch.testing.assert_close(clf.probabilities(logits), torch.sigmoid(logits))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, b["labels"])
+    torch.testing.assert_close(clf.loss(logits, b["labels"]), expected)
+
+
+def test_balanced_class_weights():
+    clf = model(class_weights="balanced", class_counts=[10, 30, 20, 40])
+    torch.testing.assert_close(clf.class_weight, torch.tensor([100 / 40, 100 / 120, 100 / 80, 100 / 160]))
+    with pytest.raises(ValueError, match="4 classes"):
+        model(class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError):
+        model(class_weights="balanced")  # needs counts
+
+
+def test_batch_without_a_trained_modality_is_an_error():
+    clf = model()
+    b = batch()
+    del b["features"]["audio"]
+    with pytest.raises(KeyError, match="audio"):
+        clf(b["features"], b["masks"])
+
+
+def test_padding_garbage_does_not_reach_the_logits():
+    clf = model(fusion="crossattn")
+    b = batch()
+    dirty = {m: torch.where(b["masks"][m].unsqueeze(-1), x, torch.full_like(x, float("nan")))
+             for m, x in b["features"].items()}
+    with torch.no_grad():
+        torch.testing.assert_close(clf(dirty, b["masks"]), clf(b["features"], b["masks"]), atol=1e-5, rtol=0)
+
+
+def test_fusion_options_rejects_foreign_targets_and_missing_names():
+    with pytest.raises(ValueError, match="register"):
+        fusion_options({"_target_": "my.Module", "name": "x"})
+    with pytest.raises(ValueError, match="gated"):
+        fusion_options({"hidden": 3})
+    assert fusion_options({"_target_": "vemo.fusion.create", "_partial_": True, "name": "gated", "hidden": 8}) == \
+        ("gated", {"hidden": 8})

@@ -1,0 +1,273 @@
+"""End-to-end training through vemo.train.train on a small demo: learning, run folder, determinism,
+resume, early errors, checkpoints and the offline W&B logger."""
+from __future__ import annotations
+
+import csv
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.helpers import SMALL_RUN, train_overrides, write_labels, write_store
+from vemo.config import load_config
+from vemo.data import DemoDataModule, ModalityError
+from vemo.data.demo import CLASSES, DIMS
+from vemo.data.normalization import load_stats
+from vemo.model import VideoClassifier
+from vemo.registry import UnknownNameError
+from vemo.store import ModalitySpec
+from vemo.train import train
+
+pytestmark = pytest.mark.timeout(240)
+
+EPOCHS, INTERRUPT_AT = 4, 2  # SMALL_RUN trains 4 epochs; the interrupted runs stop before the third
+
+
+def run(run_dir: Path, cache: Path, *extra: str, logger: str | None = "csv") -> dict:
+    return train(load_config(train_overrides(run_dir, cache, *SMALL_RUN, *extra, logger=logger)))
+
+
+def scores(metrics: dict) -> dict:
+    """The test-split metrics of a run."""
+    return {k: v for k, v in metrics.items() if k.startswith("test/")}
+
+
+def epoch_curves(run_dir: Path) -> dict[tuple[str, int], float]:
+    """{(metric, epoch): value} for the epoch-level losses and accuracies in a run's metrics.csv."""
+    out = {}
+    with open(run_dir / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+                if row.get(key):
+                    out[(key, int(row["epoch"]))] = float(row[key])
+    return out
+
+
+def assert_same_training(resumed_dir: Path, full_dir: Path, resumed: dict, full: dict) -> None:
+    """The resumed run retraced the uninterrupted one: same per-epoch curves after the resume point
+    (they depend on dropout masks, shuffling and augmentation) and the same test metrics."""
+    after, before = epoch_curves(resumed_dir), epoch_curves(full_dir)
+    assert {e for _, e in after} >= set(range(INTERRUPT_AT, EPOCHS)), after
+    for key, value in after.items():
+        assert value == pytest.approx(before[key], abs=1e-6), key
+    assert resumed["epochs"] == EPOCHS
+    assert scores(resumed).keys() == scores(full).keys()
+    for key, value in scores(full).items():
+        assert resumed[key] == pytest.approx(value, abs=1e-6), key
+
+
+def run_interrupted(run_dir: Path, cache: Path, epoch: int) -> None:
+    """A run that receives Ctrl-C at the start of ``epoch``; Lightning shuts down and exits."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises((SystemExit, KeyboardInterrupt)):
+            run(run_dir, cache, "+callbacks.interrupt._target_=tests.helpers.InterruptAt",
+                f"+callbacks.interrupt.epoch={epoch}")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores SIGINT after a KeyboardInterrupt
+    assert not (run_dir / "metrics.json").exists()
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="session")
+def baseline(runs_root, demo_cache):
+    run_dir = runs_root / "baseline"
+    return run_dir, run(run_dir, demo_cache)
+
+
+@pytest.fixture(scope="session")
+def interrupted(runs_root, demo_cache):
+    run_dir = runs_root / "interrupted"
+    run_interrupted(run_dir, demo_cache, INTERRUPT_AT)
+    return run_dir
+
+
+# ---------------------------------------------------------------- a short run learns and writes its folder
+def test_short_run_learns(baseline):
+    _, metrics = baseline
+    assert metrics["test/acc"] > 0.30, metrics  # chance is 1/6
+    assert metrics["test/f1_macro"] > 0.25, metrics
+    assert metrics["epochs"] == EPOCHS
+    curves = epoch_curves(baseline[0])
+    assert curves[("train/loss", EPOCHS - 1)] < curves[("train/loss", 0)] - 0.1
+    assert curves[("train/acc", EPOCHS - 1)] > 0.4
+
+
+def test_run_folder_contents(baseline):
+    run_dir, metrics = baseline
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    assert cfg.fusion.name == "gated" and cfg.trainer.max_epochs == EPOCHS and cfg.monitor == "val/acc"
+    assert Path(cfg.run_dir) == run_dir
+
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert scores(saved) == pytest.approx(scores(metrics))
+    for key in ["test/acc", "test/f1_macro", *(f"test/f1/{c}" for c in CLASSES)]:
+        assert 0.0 <= saved[key] <= 1.0, key
+    assert saved["monitor"] == "val/acc" and saved["best_val"] is not None
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    val_epochs = sorted({int(r["epoch"]) for r in rows if r.get("val/acc")})
+    assert val_epochs == list(range(EPOCHS))
+    assert any(r.get("train/loss") for r in rows) and any(r.get("test/acc") for r in rows)
+
+    ckpts = run_dir / "checkpoints"
+    best = Path(saved["best_checkpoint"])
+    assert (ckpts / "last.ckpt").is_file()
+    assert best.is_file() and best.parent == ckpts and best.name.startswith("best")
+
+    for name in ("confusion_matrix.png", "learning_curves.png"):
+        png = run_dir / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert png.stat().st_size > 5_000
+
+    stats = load_stats(run_dir / "normalization.npz")
+    assert set(stats) == set(DIMS)
+    for m, (mean, std) in stats.items():
+        assert mean.shape == std.shape == (DIMS[m],) and (std > 0).all()
+
+
+def test_same_seed_same_metrics(baseline, runs_root, demo_cache):
+    run_dir, metrics = baseline
+    again = run(runs_root / "repeat", demo_cache)
+    assert scores(again) == scores(metrics)  # exactly, not approximately
+    assert json.loads((runs_root / "repeat" / "metrics.json").read_text())["test/acc"] == metrics["test/acc"]
+    a = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(runs_root / "repeat" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoints_load_with_weights_only(baseline):
+    run_dir, metrics = baseline
+    for path in (run_dir / "checkpoints" / "last.ckpt", Path(metrics["best_checkpoint"])):
+        ckpt = torch.load(path, weights_only=True)
+        assert ckpt["state_dict"] and ckpt["hyper_parameters"]["classes"] == CLASSES
+        stats = ckpt["DemoDataModule"]["stats"]  # normalization travels inside the checkpoint
+        saved = load_stats(run_dir / "normalization.npz")
+        for m, (mean, std) in stats.items():
+            np.testing.assert_array_equal(mean.numpy(), saved[m][0])
+            np.testing.assert_array_equal(std.numpy(), saved[m][1])
+
+
+def test_best_checkpoint_reproduces_the_test_metrics(baseline, demo_cache):
+    run_dir, metrics = baseline
+    model = VideoClassifier.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu").eval()
+    assert model.classes == CLASSES and model.hparams.fusion["name"] == "gated"
+    dm = DemoDataModule(cache_dir=demo_cache, num_videos=480, batch_size=32, seed=0)
+    dm.setup("test")
+    correct = total = 0
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            probs = model.probabilities(model(batch["features"], batch["masks"]))
+            torch.testing.assert_close(probs.sum(-1), torch.ones(len(probs)))
+            correct += int((probs.argmax(-1) == batch["labels"]).sum())
+            total += len(probs)
+    assert total == len(dm.split_ids["test"])
+    assert correct / total == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+# ---------------------------------------------------------------- resume
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: configs/callbacks/default.yaml relies on ModelCheckpoint(save_last=True), which in Lightning 2.6 "
+    "rewrites last.ckpt only when a new top-k checkpoint is saved; after epochs without a new best, "
+    "last.ckpt is stale and an interrupted run loses those epochs"))
+def test_last_checkpoint_holds_the_last_finished_epoch(interrupted):
+    ckpt = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == INTERRUPT_AT - 1
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: resuming into a new run folder (what `python -m vemo.train ckpt_path=...` does) drops the "
+    "ModelCheckpoint's best score (Lightning only reloads best_model_path when dirpath changed), so the "
+    "first validation after the resume always becomes the 'best' checkpoint that is tested"))
+def test_resume_in_a_new_run_folder_matches_an_uninterrupted_run(baseline, interrupted, runs_root, demo_cache):
+    full_dir, full = baseline
+    resumed = run(runs_root / "resumed", demo_cache, f"ckpt_path={interrupted / 'checkpoints' / 'last.ckpt'}")
+    assert resumed["resumed_from"] == str(interrupted / "checkpoints" / "last.ckpt")
+    assert_same_training(runs_root / "resumed", full_dir, resumed, full)
+
+
+def test_resume_in_the_same_run_folder_matches_an_uninterrupted_run(baseline, runs_root, demo_cache):
+    full_dir, full = baseline
+    run_dir = runs_root / "resumed-in-place"
+    run_interrupted(run_dir, demo_cache, INTERRUPT_AT)
+    resumed = run(run_dir, demo_cache, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
+    assert_same_training(run_dir, full_dir, resumed, full)
+
+
+# ---------------------------------------------------------------- errors before any training
+def test_unknown_fusion_fails_before_anything_is_done(tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(UnknownNameError) as err:
+        run(tmp_path / "run", cache, "fusion.name=nope")
+    assert "nope" in str(err.value)
+    for name in ("concat_mlp", "crossattn", "gated"):
+        assert name in str(err.value)
+    assert not (tmp_path / "run").exists() and not cache.exists()  # no run folder, no demo generated
+
+
+def test_unknown_modality_fails_before_training(tmp_path, demo_cache):
+    with pytest.raises(ModalityError) as err:
+        run(tmp_path / "run", demo_cache, "data.modalities=[frames,smell]")
+    msg = str(err.value)
+    assert "smell" in msg and all(m in msg for m in DIMS)
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------- other data and loggers
+def test_multilabel_store_run(tmp_path):
+    rng = np.random.default_rng(0)
+    names = ["action", "drama", "romance"]
+    videos, labels = {}, {}
+    for i in range(90):
+        y = sorted({int(rng.integers(3)), int(rng.integers(3))})
+        centre = np.zeros(8, np.float32)
+        centre[y] = 2.0
+        videos[f"t{i:03d}"] = {"frames": centre + rng.normal(size=(int(rng.integers(1, 6)), 8)),
+                               "text": centre[:4] + rng.normal(size=4) if i % 4 else None}
+        labels[f"t{i:03d}"] = [names[k] for k in y]
+    write_store(tmp_path / "store", {"frames": ModalitySpec(dim=8), "text": ModalitySpec(dim=4, kind="vector")},
+                videos)
+    write_labels(tmp_path / "labels.csv", labels, multilabel=True)
+    metrics = train(load_config(train_overrides(
+        tmp_path / "run", tmp_path / "cache", "data=store", f"data.store={tmp_path / 'store'}",
+        "fusion=concat_mlp", "model.d_model=16", "model.head_hidden=32", "fusion.hidden=32",
+        "trainer.max_epochs=3", "data.batch_size=16")))
+    assert metrics["monitor"] == "val/map_macro"
+    for key in ("test/map_macro", "test/map_micro", "test/f1_micro", *(f"test/f1/{n}" for n in names)):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["test/map_macro"] > 0.6  # the classes are easy to see; chance is about 0.5
+    model = VideoClassifier.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+    assert model.multilabel
+    assert (tmp_path / "run" / "plots" / "learning_curves.png").is_file()
+
+
+def test_wandb_offline_run(tmp_path, monkeypatch, demo_cache):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    run_dir = tmp_path / "run"
+    try:
+        metrics = train(load_config(train_overrides(
+            run_dir, demo_cache, "data.num_videos=120", "trainer.max_epochs=1", "fusion=concat_mlp",
+            "model.d_model=16", "fusion.hidden=32", "model.head_hidden=32", logger=None)))
+    finally:
+        wandb.finish()
+    assert "test/acc" in metrics
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1, offline
+    files = list(offline[0].glob("*.wandb"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    assert (run_dir / "metrics.csv").is_file()  # the CSV logger runs beside W&B
