@@ -19,6 +19,11 @@ QUIET = ["logger=csv", "callbacks.progress_bar=null", "+trainer.enable_progress_
          "+trainer.enable_model_summary=false"]
 
 
+def group_file(group: str, option: str):
+    """One config file as written, to compare composed values against."""
+    return OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml")
+
+
 # ---------------------------------------------------------------- composition
 def test_default_config():
     cfg = load_config(["run_dir=/tmp/x"])
@@ -36,16 +41,17 @@ def test_default_config():
 def test_overrides_compose():
     cfg = load_config(["fusion=gated", "data.modalities=[frames,audio]", "trainer=cpu", "run_dir=/tmp/x",
                        "seed=3"])
-    assert cfg.fusion.name == "gated" and cfg.fusion.hidden == 256
+    assert cfg.fusion.name == "gated" and cfg.fusion.hidden == group_file("fusion", "gated").hidden
     assert list(cfg.data.modalities) == ["frames", "audio"]
-    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.max_epochs == 30  # the rest from trainer/default
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.trainer.max_epochs == group_file("trainer", "default").max_epochs  # the rest from trainer/default
     assert cfg.data.seed == 3 and cfg.run_name == "gated"
 
 
 def test_experiment_config():
     cfg = load_config(["experiment=demo_ablation_base", "run_dir=/tmp/x"])
     assert set(cfg.logger) == {"csv"}  # the experiment swaps the logger group
-    assert cfg.trainer.max_epochs == 30
+    assert cfg.trainer.max_epochs == group_file("experiment", "demo_ablation_base").trainer.max_epochs
     cfg = load_config(["experiment=demo_ablation_base", "trainer.max_epochs=5", "run_dir=/tmp/x"])
     assert cfg.trainer.max_epochs == 5  # the command line wins over the experiment
 

@@ -535,11 +535,12 @@ def test_generate_demo_is_deterministic(demo_root, tmp_path):
 
 def test_demo_datamodule_runs_end_to_end(demo_root, tmp_path):
     from vemo.data import DemoDataModule
+    from vemo.data.demo import DIMS, SEQ_LEN
     dm = DemoDataModule(cache_dir=tmp_path, num_videos=60, batch_size=16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clean demo store produces no warnings
         dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch["features"]) == {"audio", "faces", "frames", "speech", "text"}
-    assert batch["features"]["frames"].shape == (16, 16, 512)
+    assert set(batch["features"]) == set(DIMS)
+    assert batch["features"]["frames"].shape == (16, min(SEQ_LEN, 64), DIMS["frames"])
     assert all(torch.isfinite(x).all() for x in batch["features"].values())

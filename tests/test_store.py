@@ -278,14 +278,8 @@ CORRUPTIONS = [
     pytest.param(_data_dim_mismatch, id="data-dim-mismatch"),
     pytest.param(_manifest_dim_mismatch, id="manifest-dim-mismatch"),
     pytest.param(_missing_shard_file, id="missing-shard-file"),
-    pytest.param(lambda root: _truncate_bytes(_shard0(root) / "frames.offsets.npy"), id="truncated-offsets-file",
-                 marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-                     "BUG: FeatureStore._validate calls np.load on shard files unguarded; a truncated .npy "
-                     "raises numpy's ValueError, which neither is a StoreError nor names the file"))),
-    pytest.param(lambda root: _truncate_bytes(_shard0(root) / "frames.data.npy"), id="truncated-data-file",
-                 marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-                     "BUG: FeatureStore._validate calls np.load(mmap_mode='r') unguarded; a truncated .npy "
-                     "raises 'mmap length is greater than file size' without naming the file"))),
+    pytest.param(lambda root: _truncate_bytes(_shard0(root) / "frames.offsets.npy"), id="truncated-offsets-file"),
+    pytest.param(lambda root: _truncate_bytes(_shard0(root) / "frames.data.npy"), id="truncated-data-file"),
 ]
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from vemo.model import fusion_options
 from vemo.plots import plot_confusion_matrix, plot_learning_curves
 
 log = logging.getLogger("vemo.train")
+# the run folder already holds Hydra's record when the CSV logger starts; nothing is deleted
+warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -79,7 +83,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                  *(len(dm.split_ids[s]) for s in ("train", "val", "test")), dm.modalities, dm.classes)
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
 
-    checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    # the checkpoint chosen on the monitored metric (the other one only keeps last.ckpt)
+    checkpoint = next((c for c in trainer.checkpoint_callbacks
+                       if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     results: dict[str, Any] = {}
     if cfg.test:

@@ -69,8 +69,8 @@ class FeatureStore:
                 for p in (data_path, off_path):
                     if not p.is_file():
                         raise StoreError(f"{p} is missing: the store index refers to shard {shard}")
-                offsets = np.load(off_path)
-                data = np.load(data_path, mmap_mode="r")
+                offsets = _load(off_path)
+                data = _load(data_path, mmap_mode="r")
                 if offsets.ndim != 1 or len(offsets) < rows + 1:
                     raise StoreError(f"{off_path} holds {len(offsets)} offsets but the index needs "
                                      f"at least {rows + 1} for shard {shard}")
@@ -106,7 +106,7 @@ class FeatureStore:
         arr = self._maps.get(key)
         if arr is None:
             data_path, _ = shard_files(self.root / SHARDS / self._shards[k], modality)
-            arr = self._maps[key] = np.load(data_path, mmap_mode="r")
+            arr = self._maps[key] = _load(data_path, mmap_mode="r")
         return arr
 
     def features(self, video: int | str, modality: str) -> np.ndarray:
@@ -160,3 +160,10 @@ class FeatureStore:
     def __repr__(self) -> str:
         mods = ", ".join(f"{m}[{s.dim}]" for m, s in sorted(self.modalities.items()))
         return f"FeatureStore({str(self.root)!r}, videos={len(self)}, failed={len(self.failed)}, {mods})"
+
+
+def _load(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise StoreError(f"{path} is not a readable .npy array (truncated or corrupt?): {e}") from None
