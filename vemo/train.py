@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import hydra
 import lightning as L
@@ -56,8 +56,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, test, and write the run folder. Returns the final metrics."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
+    """Train, test, and write the run folder. Returns the final metrics.
+
+    ``extra_callbacks`` join the configured ones (a sweep passes its pruning callback here).
+    """
     started = time.time()
     for module in cfg.get("extra_imports") or []:
         importlib.import_module(module)
@@ -73,7 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             cfg.monitor = default_monitor(dm.multilabel)
     model = build_model(cfg, dm)
     loggers = instantiate_group(cfg.get("logger"))
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     if trainer.is_global_zero:
@@ -103,6 +106,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     })
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     write_plots(run_dir, model, dm, cfg.monitor, loggers)
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            lg.experiment.finish()  # flush now, so the run folder is the last thing printed
     print(f"\nrun folder: {run_dir.resolve()}")
     if "test/acc" in results:
         print(f"test/acc {results['test/acc']:.4f}  test/f1_macro {results['test/f1_macro']:.4f}")
