@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from vemo.config import load_config  # noqa: E402
@@ -28,7 +30,13 @@ def main() -> None:
     ap.add_argument("--heads", nargs="+", default=vemo.fusion.names())
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/experiments/demo_heads"))
+    ap.add_argument("--table-only", action="store_true", help="rewrite results.md from results.csv")
     args = ap.parse_args()
+    if args.table_only:
+        with open(args.out / "results.csv", newline="") as f:
+            rows = [dict(r, test_acc=float(r["test_acc"]), seed=int(r["seed"])) for r in csv.DictReader(f)]
+        write_table(rows, args)
+        return
     subsets = [MODALITIES] + [[m] for m in MODALITIES]
     rows = []
     for head in args.heads:
@@ -50,18 +58,32 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    write_table(rows, args)
+
+
+def write_table(rows: list[dict], args: argparse.Namespace) -> None:
     cols = ["all"] + MODALITIES
+    heads = sorted({r["head"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
     lines = ["| head | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for head in args.heads:
+    for head in heads:
         cells = []
         for c in cols:
-            accs = [r["test_acc"] for r in rows if r["head"] == head and r["modalities"] == c]
-            cells.append(f"{100 * sum(accs) / len(accs):.1f}" if accs else "")
+            accs = np.array([r["test_acc"] for r in rows if r["head"] == head and r["modalities"] == c]) * 100
+            cells.append(f"{accs.mean():.1f} ± {accs.std():.1f}" if len(accs) else "")
         lines.append(f"| {head} | " + " | ".join(cells) + " |")
-    (args.out / "results.md").write_text(
-        "Test accuracy (%) on the demo data, mean over seeds " + str(args.seeds)
-        + f", {args.epochs} epochs, default settings otherwise.\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    singles = [r for r in rows if r["modalities"] != "all"]
+    fulls = [r for r in rows if r["modalities"] == "all"]
+    best_single = max(singles, key=lambda r: r["test_acc"]) if singles else None
+    worst_full = min(fulls, key=lambda r: r["test_acc"]) if fulls else None
+    text = (f"Test accuracy (%) on the demo data: mean ± std over seeds {seeds}, {args.epochs} epochs, "
+            "default settings otherwise (python experiments/demo_heads/run.py).\n\n" + "\n".join(lines) + "\n")
+    if best_single and worst_full:
+        text += (f"\nBest single-modality run: {100 * best_single['test_acc']:.1f} ({best_single['head']}, "
+                 f"{best_single['modalities']}, seed {best_single['seed']}). Worst all-modality run: "
+                 f"{100 * worst_full['test_acc']:.1f} ({worst_full['head']}, seed {worst_full['seed']}).\n")
+    (args.out / "results.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
