@@ -82,6 +82,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     if trainer.is_global_zero:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         dm.save_stats(run_dir / "normalization.npz")
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):  # the whole run config (data, trainer, seed), not only the model's
+                lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         log.info("data: %d train / %d val / %d test videos, modalities %s, classes %s",
                  *(len(dm.split_ids[s]) for s in ("train", "val", "test")), dm.modalities, dm.classes)
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
