@@ -240,8 +240,11 @@ def test_ctrl_c_stops_cleanly_and_the_next_start_resumes(tmp_path, demo_cache, s
     args = sweep_args(tmp_path, demo_cache, "interrupt", "sweep.modalities=[frames,audio]", "sweep.heads=[gated]",
                       train=["logger=csv", "data.num_videos=480", "trainer.max_epochs=4"])
     sweep_dir = tmp_path / "sweeps" / "interrupt"
+    # as from a terminal: a CI job started in the background inherits SIGINT ignored, and Python then
+    # never installs its Ctrl-C handler in the child
     proc = subprocess.Popen([sys.executable, "-m", "vemo.sweep", *args], env=subprocess_env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     while not list(sweep_dir.glob("trials/0001_*/trial.json")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
