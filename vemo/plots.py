@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -33,12 +32,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     acc = np.trace(matrix) / max(1, matrix.sum())
     ax.set_title(f"{title} (accuracy {acc:.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def read_epoch_metrics(metrics_csv: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -78,13 +72,14 @@ def plot_learning_curves(metrics_csv: str | Path, path: str | Path, monitor: str
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (creating the folder) and free the figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)

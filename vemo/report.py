@@ -38,6 +38,8 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vemo.plots import save_figure  # noqa: E402
+
 log = logging.getLogger("vemo.report")
 
 STALE_REASON = "no heartbeat: its worker was killed or lost (rerun on the next start of the sweep)"
@@ -330,11 +332,7 @@ def plot_heatmap(rows: Sequence[GroupRow], metric: str, path: Path, full: Sequen
     ax.set_ylabel("modalities")
     ax.set_title(f"{metric}{' (%)' if scale == 100 else ''}: mean ± std over seeds/splits (best in red)")
     fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_leave_one_out(loo: Sequence[LooRow], metric: str, path: Path) -> Path:
@@ -354,11 +352,7 @@ def plot_leave_one_out(loo: Sequence[LooRow], metric: str, path: Path) -> Path:
     ax.set_ylabel(f"drop in {metric}" + (" (points)" if scale == 100 else ""))
     ax.set_title("Leave one modality out (positive: the modality helped)")
     ax.legend(title="fusion head", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_optuna(study, plots: Path) -> tuple[dict[str, Path], list[str]]:
@@ -385,12 +379,7 @@ def plot_optuna(study, plots: Path) -> tuple[dict[str, Path], list[str]]:
                 ax = fn(study)
                 fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
                 fig.set_size_inches(8, 4.5)
-                fig.tight_layout()
-                path = plots / f"{name}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fig.savefig(path, dpi=110)
-                plt.close(fig)
-                made[name] = path
+                made[name] = save_figure(fig, plots / f"{name}.png")
             except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError) as e:
                 notes.append(f"{name.replace('_', ' ')}: not drawn ({e})")
                 plt.close("all")

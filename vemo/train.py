@@ -44,8 +44,6 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 def build_model(cfg: DictConfig, dm) -> L.LightningModule:
     fusion_spec = OmegaConf.to_container(cfg.fusion, resolve=True)
-    name, _ = fusion_options(fusion_spec)
-    vemo.fusion.FUSION_HEADS.get(name)  # an unknown name fails here, listing the valid ones
     return hydra.utils.instantiate(
         cfg.model, modality_dims=dm.modality_dims, classes=list(dm.classes), multilabel=dm.multilabel,
         fusion={k: v for k, v in fusion_spec.items() if k not in ("_target_", "_partial_")},
