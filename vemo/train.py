@@ -85,7 +85,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
                 lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         log.info("data: %d train / %d val / %d test videos, modalities %s, classes %s",
                  *(len(dm.split_ids[s]) for s in ("train", "val", "test")), dm.modalities, dm.classes)
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    # weights_only: a checkpoint is never unpickled beyond tensors and plain containers
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
 
     # the checkpoint chosen on the monitored metric (the other one only keeps last.ckpt)
     checkpoint = next((c for c in trainer.checkpoint_callbacks
@@ -93,7 +94,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     results: dict[str, Any] = {}
     if cfg.test:
-        trainer.test(model, datamodule=dm, ckpt_path=best_path or None, verbose=False)
+        trainer.test(model, datamodule=dm, ckpt_path=best_path or None, verbose=False, weights_only=True)
         results.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if not trainer.is_global_zero:
         return results
