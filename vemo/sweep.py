@@ -49,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vemo.config import CONFIG_DIR, load_config
+from vemo.store.format import atomic_write_json
 from vemo.study import default_storage_url, mask_url, open_storage, quiet_optuna, storage_lock, url_has_password
 
 log = logging.getLogger("vemo.sweep")
@@ -369,13 +370,6 @@ def _finish_wandb(exit_code: int) -> None:
             log.warning("could not finish the W&B run: %s", e)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -480,7 +474,7 @@ class Worker:
                           state="RUNNING")
             for key in ("name", "run_dir", "overrides", "command"):
                 trial.set_user_attr(key, record[key])
-            _write_json(trial_dir / "trial.json", record)
+            atomic_write_json(trial_dir / "trial.json", record, default=str)
             cfg = load_config([*overrides, f"run_dir={trial_dir}"])
             log.info("trial %d (%s) starts: %s", trial.number, run_name, " ".join(overrides[len(self.shared):]))
             callbacks = [pruning_callback(trial, s.get("metric"))] if self.plan.prunes else []
@@ -528,7 +522,7 @@ class Worker:
                       finished=_now(), crashed=crashed, interrupted=interrupted)
         trial_dir = trial_dir or sweep_dir / "trials" / run_name  # one that failed before it had a folder
         record.setdefault("name", run_name)
-        _write_json(trial_dir / "trial.json", record)
+        atomic_write_json(trial_dir / "trial.json", record, default=str)
         if error_text:
             (trial_dir / "error.txt").write_text(error_text)
         shown = f"value {value:.4f}" if value is not None else reason
@@ -643,7 +637,7 @@ def run_sweep(cfg: DictConfig, command: str | None = None) -> dict[str, Any]:
             "storage_has_password": url_has_password(s["storage"]), "metric": s.get("metric"),
             "direction": s["direction"], "report_metric": s.get("report_metric"),
             "modalities": s["sweep"].get("modalities"), "heads": s["sweep"].get("heads")}
-    _write_json(sweep_dir / "sweep.json", meta)
+    atomic_write_json(sweep_dir / "sweep.json", meta, default=str)
     with open(sweep_dir / "invocations.jsonl", "a") as f:
         f.write(json.dumps({"time": _now(), "invocation": invocation, "command": command, "cwd": os.getcwd(),
                             "host": socket.gethostname(), "pid": os.getpid(), "n_jobs": s["n_jobs"],

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ import vemo.fusion
 from vemo.config import CONFIG_DIR
 from vemo.metrics import default_monitor
 from vemo.model import fusion_options
+from vemo.store.format import atomic_write_json
 from vemo.plots import plot_confusion_matrix, plot_learning_curves
 
 log = logging.getLogger("vemo.train")
@@ -46,6 +46,7 @@ def build_model(cfg: DictConfig, dm) -> L.LightningModule:
     fusion_spec = OmegaConf.to_container(cfg.fusion, resolve=True)
     return hydra.utils.instantiate(
         cfg.model, modality_dims=dm.modality_dims, classes=list(dm.classes), multilabel=dm.multilabel,
+        # without the Hydra keys, or instantiate would build the head itself as a partial
         fusion={k: v for k, v in fusion_spec.items() if k not in ("_target_", "_partial_")},
         class_counts=dm.class_counts().tolist(), _convert_="all")
 
@@ -106,7 +107,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         "seconds": round(time.time() - started, 1),
         "resumed_from": cfg.ckpt_path,
     })
-    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_json(run_dir / "metrics.json", results)  # sweeps and reports read it
     write_plots(run_dir, model, dm, cfg.monitor, loggers)
     for lg in loggers:
         if isinstance(lg, WandbLogger):

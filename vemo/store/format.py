@@ -69,13 +69,16 @@ def shard_files(shard_dir: Path, modality: str) -> tuple[Path, Path]:
     return shard_dir / f"{modality}.data.npy", shard_dir / f"{modality}.offsets.npy"
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``."""
+def atomic_write_json(path: Path, data: Any, default: Any = None) -> None:
+    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``.
+
+    ``default`` converts values JSON cannot hold (``str`` for records that may carry paths or dates).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
+            json.dump(data, f, indent=1, ensure_ascii=False, default=default)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
