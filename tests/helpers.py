@@ -69,7 +69,7 @@ def poison(store_root: Path, video_id: str, modality: str, token: int = 0, value
 
 # A demo run that learns in a few seconds on two CPU cores (measured: test/acc about 0.5, chance 1/6).
 SMALL_RUN = ("data.num_videos=480", "trainer.max_epochs=4", "fusion=gated", "model.d_model=32",
-             "model.head_hidden=64", "fusion.hidden=64", "model.lr=3e-3", "data.batch_size=32")
+             "model.classifier_hidden=64", "fusion.hidden=64", "model.lr=3e-3", "data.batch_size=32")
 
 
 def train_overrides(run_dir: Path, cache_dir: Path, *extra: str, logger: str | None = "csv") -> list[str]:

@@ -27,7 +27,7 @@ def group_file(group: str, option: str):
 # ---------------------------------------------------------------- composition
 def test_default_config():
     cfg = load_config(["run_dir=/tmp/x"])
-    assert cfg.fusion.name == "crossattn" and cfg.fusion._target_ == "vemo.fusion.create"
+    assert cfg.fusion.name == "crossattn" and "_target_" not in cfg.fusion
     assert cfg.data._target_ == "vemo.data.DemoDataModule"
     assert list(cfg.data.modalities) == ["audio", "faces", "frames", "speech", "text"]
     assert set(cfg.logger) == {"csv", "wandb"} and cfg.logger.wandb.offline is True

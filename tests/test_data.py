@@ -13,6 +13,7 @@ from tests.helpers import poison, write_labels, write_store
 from vemo.data import FeatureDataModule, LabelError, ModalityError, collate, read_labels
 from vemo.data.labels import Labels
 from vemo.data.splits import read_split_dir, stratified_split
+from vemo.errors import DataError
 from vemo.store import FeatureStore, FeatureStoreWriter, ModalitySpec
 
 # ====================================================================== labels.csv / classes.txt
@@ -216,6 +217,16 @@ def test_epoch_sampler_shuffles_per_epoch_and_shards_ranks():
     shards = [[i for i, _ in r] for r in ranks]
     assert len(ranks[0]) == len(ranks[1]) == 6 and all(len(x) == 6 for x in shards)
     assert set(shards[0]) | set(shards[1]) == set(range(11))
+
+
+def test_evaluation_sampler_counts_every_item_once_across_ranks():
+    from vemo.data.sampler import EpochSampler
+
+    for world in (2, 3, 4):
+        ranks = [EpochSampler(11, shuffle=False, rank=r, world_size=world, pad=False) for r in range(world)]
+        shards = [[i for i, _ in r] for r in ranks]
+        assert [len(r) for r in ranks] == [len(x) for x in shards]
+        assert sorted(i for x in shards for i in x) == list(range(11))  # each once, none repeated
 
 
 # ====================================================================== FeatureDataModule
@@ -429,11 +440,81 @@ def test_multilabel_targets_are_float_multi_hot(dm_store, tmp_path):
         assert [names[k] for k in torch.nonzero(row).flatten().tolist()] == labels[vid]
 
 
-def test_without_a_test_split_the_test_loader_uses_val(dm_store):
+def test_without_a_test_split_there_is_no_test_loader(dm_store):
+    """An empty test split is never replaced by the validation split (its numbers would be called test)."""
     dm = _dm(dm_store, split_fractions=(0.8, 0.2, 0.0))
     assert dm.split_ids["test"] == []
-    ids = [v for batch in dm.test_dataloader() for v in batch["ids"]]
-    assert ids == dm.split_ids["val"]
+    with pytest.raises(DataError, match=r"test split is empty: data.split_fractions=\[0.8, 0.2, 0.0\]"):
+        dm.test_dataloader()
+
+
+def test_test_ids_that_all_miss_the_store_leave_an_empty_test_split(dm_store, tmp_path):
+    ids = FeatureStore(dm_store).ids
+    (tmp_path / "train.txt").write_text("\n".join(ids[:40]))
+    (tmp_path / "val.txt").write_text("\n".join(ids[40:]))
+    (tmp_path / "test.txt").write_text("elsewhere/1\nelsewhere/2\n")
+    with pytest.warns(UserWarning, match="2 test videos have no features or labels"):
+        dm = _dm(dm_store, splits=tmp_path)
+    with pytest.raises(DataError, match=r"test.txt \(2 ids listed, 0 with features and labels\)"):
+        dm.test_dataloader()
+
+
+def test_labels_and_store_disagreeing_are_counted_with_examples(dm_store, tmp_path):
+    ids = FeatureStore(dm_store).ids
+    labels = {v: v.split("/")[0] for v in ids[6:]}                # 6 stored videos lose their label
+    labels.update({f"elsewhere/{k}": "a" for k in range(4)})    # 4 labels without features
+    root = tmp_path / "copy"
+    shutil.copytree(dm_store, root / "store")
+    write_labels(root / "labels.csv", labels)
+    with pytest.warns(UserWarning) as record:
+        dm = _dm(root / "store")
+    messages = [str(w.message) for w in record]
+    missing = next(m for m in messages if "have no features" in m)
+    unlabelled = next(m for m in messages if "have no label" in m)
+    assert missing.startswith("4 of 58 labelled videos") and "'elsewhere/0'" in missing
+    assert unlabelled.startswith("6 of 60 videos in the store") and repr(ids[0]) in unlabelled
+    assert sum(len(v) for v in dm.split_ids.values()) == 54
+
+
+def test_labels_meant_for_another_store_are_refused(dm_store, tmp_path):
+    ids = FeatureStore(dm_store).ids
+    root = tmp_path / "copy"
+    shutil.copytree(dm_store, root / "store")
+    # 10 of 60 ids match: below the default overlap of 0.5
+    write_labels(root / "labels.csv", {**{v: "a" for v in ids[:10]}, **{f"x/{k}": "b" for k in range(50)}})
+    with pytest.raises(LabelError) as err:
+        _dm(root / "store")
+    msg = str(err.value)
+    assert "share 10 video ids" in msg and "17%" in msg and "min_label_overlap=0.5" in msg and "'x/0'" in msg
+    with pytest.warns(UserWarning, match="50 of 60 labelled videos"):
+        dm = _dm(root / "store", min_label_overlap=0.1, split_fractions=(0.6, 0.2, 0.2))
+    assert sum(len(v) for v in dm.split_ids.values()) == 10
+
+
+def test_an_empty_store_says_it_is_empty(tmp_path):
+    with FeatureStoreWriter(tmp_path / "store", DM_SPECS) as w:
+        w.add_failure("a/1", "no video stream")
+    write_labels(tmp_path / "labels.csv", {"a/1": "a"})
+    with pytest.raises(DataError, match=r"holds no videos; all 1 of its videos failed extraction \(e.g. a/1: no video stream\)"):
+        _dm(tmp_path / "store")
+
+
+def test_a_byte_order_mark_is_not_part_of_a_name(dm_store, tmp_path):
+    ids = FeatureStore(dm_store).ids
+    root = tmp_path / "bom"
+    shutil.copytree(dm_store, root / "store")
+    rows = "".join(f"{v},{v.split('/')[0]}\n" for v in ids)
+    (root / "labels.csv").write_text("\ufeffid,label\n" + rows, encoding="utf-8")
+    (root / "classes.txt").write_text("\ufeffa\nb\nc\n", encoding="utf-8")
+    splits = root / "splits"
+    splits.mkdir()
+    for name, part in (("train", ids[:40]), ("val", ids[40:50]), ("test", ids[50:])):
+        (splits / f"{name}.txt").write_text("\ufeff" + "\n".join(part), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no id may be dropped
+        dm = _dm(root / "store", splits=splits)
+    assert dm.classes == ["a", "b", "c"]
+    assert dm.split_ids["train"][0] == ids[0] and len(dm.split_ids["train"]) == 40
 
 
 def test_split_folder_is_used(dm_store, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import vemo.fusion
+from vemo.errors import ConfigError
 from vemo.registry import UnknownNameError
 
 D = 32
@@ -166,9 +167,11 @@ def test_unknown_head_lists_valid_names():
     assert all(name in str(err.value) for name in HEADS)
 
 
-def test_unknown_option_names_the_head():
-    with pytest.raises(TypeError, match="gated"):
+def test_unknown_option_names_the_head_and_its_options():
+    with pytest.raises(ConfigError, match="fusion head 'gated' has no option 'no_such_option'; its options: hidden, dropout"):
         vemo.fusion.create("gated", modalities=["frames"], d_model=D, no_such_option=1)
+    with pytest.raises(ConfigError, match="crossattn.*not divisible by num_heads=3"):
+        vemo.fusion.create("crossattn", modalities=["frames"], d_model=D, num_heads=3)
 
 
 def test_gated_exposes_modality_weights():

@@ -28,7 +28,7 @@ def batch(multilabel=False, size=5, seed=0):
 
 def model(fusion="concat_mlp", **kw):
     torch.manual_seed(0)
-    return VideoClassifier(DIMS, CLASSES, fusion={"name": fusion}, d_model=16, head_hidden=16, **kw).eval()
+    return VideoClassifier(DIMS, CLASSES, fusion={"name": fusion}, d_model=16, classifier_hidden=16, **kw).eval()
 
 
 @pytest.mark.parametrize("name", vemo.fusion.names())
@@ -38,7 +38,7 @@ def test_every_fusion_config_builds_a_working_classifier(name):
     spec = OmegaConf.to_container(cfg.fusion, resolve=True)
     assert fusion_options(spec)[0] == name
     torch.manual_seed(0)
-    clf = VideoClassifier(DIMS, CLASSES, fusion=spec, d_model=32, head_hidden=16).eval()
+    clf = VideoClassifier(DIMS, CLASSES, fusion=spec, d_model=32, classifier_hidden=16).eval()
     b = batch()
     with torch.no_grad():
         logits = clf(b["features"], b["masks"])

@@ -30,7 +30,7 @@ from vemo.sweep import cpu_count, sweep
 pytestmark = pytest.mark.timeout(300)
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = ["data.num_videos=120", "trainer.max_epochs=1", "model.d_model=16", "model.head_hidden=32"]
+TINY = ["data.num_videos=120", "trainer.max_epochs=1", "model.d_model=16", "model.classifier_hidden=32"]
 
 
 class PruneTrialNumber(optuna.pruners.BasePruner):

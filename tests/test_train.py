@@ -248,7 +248,7 @@ def test_multilabel_store_run(tmp_path):
     write_labels(tmp_path / "labels.csv", labels, multilabel=True)
     metrics = train(load_config(train_overrides(
         tmp_path / "run", tmp_path / "cache", "data=store", f"data.store={tmp_path / 'store'}",
-        "fusion=concat_mlp", "model.d_model=16", "model.head_hidden=32", "fusion.hidden=32",
+        "fusion=concat_mlp", "model.d_model=16", "model.classifier_hidden=32", "fusion.hidden=32",
         "trainer.max_epochs=3", "data.batch_size=16")))
     assert metrics["monitor"] == "val/map_macro"
     for key in ("test/map_macro", "test/map_micro", "test/f1_micro", *(f"test/f1/{n}" for n in names)):
@@ -270,7 +270,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch, demo_cache):
     try:
         metrics = train(load_config(train_overrides(
             run_dir, demo_cache, "data.num_videos=120", "trainer.max_epochs=1", "fusion=concat_mlp",
-            "model.d_model=16", "fusion.hidden=32", "model.head_hidden=32", logger=None)))
+            "model.d_model=16", "fusion.hidden=32", "model.classifier_hidden=32", logger=None)))
     finally:
         wandb.finish()
     assert "test/acc" in metrics

@@ -30,9 +30,15 @@ def per_class_f1(num_classes: int, multilabel: bool):
     return MulticlassF1Score(num_classes, average="none")
 
 
+def validation_metrics(multilabel: bool) -> list[str]:
+    """Every metric validation logs, by name (what ``monitor`` may choose)."""
+    names = list(scalar_metrics(2, multilabel).keys(keep_base=True))
+    return [f"val/{n}" for n in names] + ["val/loss"]
+
+
 def default_monitor(multilabel: bool) -> str:
     """The validation metric checkpoints are chosen on."""
     return "val/map_macro" if multilabel else "val/acc"
 
 
-__all__ = ["MulticlassConfusionMatrix", "default_monitor", "per_class_f1", "scalar_metrics"]
+__all__ = ["MulticlassConfusionMatrix", "default_monitor", "per_class_f1", "scalar_metrics", "validation_metrics"]

@@ -9,33 +9,45 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torchmetrics import MeanMetric, SumMetric
 
 import vemo.fusion
+from vemo.errors import ConfigError, TrainingError
 from vemo.metrics import MulticlassConfusionMatrix, per_class_f1, scalar_metrics
 
-# keys a Hydra fusion config may carry that are not options of the head
-_CONFIG_KEYS = ("_target_", "_partial_", "name")
+# configs written before fusion configs dropped their Hydra keys still carry these two
+_LEGACY_KEYS = {"_target_": "vemo.fusion.create", "_partial_": True}
+# old hyperparameter names -> today's ("head" now always means the fusion head)
+RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
 
 
 def fusion_options(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Split a fusion config (``name`` plus options, maybe Hydra keys) into name and options."""
+    """Split a fusion config (``name`` of a registered head plus its options) into name and options.
+
+    The one route from a config to a head: ``vemo.fusion.create(name, **options)``.
+    """
     spec = dict(spec)
-    target = spec.get("_target_", "vemo.fusion.create")
-    if target != "vemo.fusion.create":
-        raise ValueError(f"fusion heads are built by vemo.fusion.create from the registry, not {target!r}: "
-                         "register your head with @vemo.fusion.register('name')")
+    target = spec.pop("_target_", _LEGACY_KEYS["_target_"])
+    spec.pop("_partial_", None)
+    if target != _LEGACY_KEYS["_target_"]:
+        raise ConfigError(f"fusion._target_={target!r}: fusion heads are built from the registry by name; "
+                          "register your head with @vemo.fusion.register('name') and set fusion.name")
     if "name" not in spec:
-        raise ValueError(f"the fusion config needs a 'name'; registered heads: {', '.join(vemo.fusion.names())}")
-    return spec["name"], {k: v for k, v in spec.items() if k not in _CONFIG_KEYS}
+        raise ConfigError(f"the fusion config needs a 'name'; registered heads: {', '.join(vemo.fusion.names())}")
+    name = spec.pop("name")
+    return name, spec
 
 
 class VideoClassifier(L.LightningModule):
-    """Classifies a batch (see the batch contract in DESIGN.md) into ``len(classes)`` classes.
+    """Classifies a batch (see the batch contract in docs/architecture.md) into ``len(classes)`` classes.
+
+    Per-modality projection (Linear + LayerNorm to ``d_model``) -> fusion head -> classifier MLP.
 
     Args:
         modality_dims: input feature size per modality, e.g. ``{"frames": 512, "audio": 768}``.
         classes: class names, in label-index order.
         fusion: fusion config: ``name`` of a registered head plus its options.
+        classifier_hidden, classifier_dropout: the MLP that maps the fused vector to class logits.
         multilabel: BCE over independent classes instead of softmax cross-entropy.
         class_weights: ``None``, ``"balanced"`` (inverse training frequency; pass ``class_counts``)
             or one weight per class.
@@ -45,12 +57,18 @@ class VideoClassifier(L.LightningModule):
 
     def __init__(self, modality_dims: Mapping[str, int], classes: Sequence[str], fusion: Mapping[str, Any],
                  multilabel: bool = False, d_model: int = 128, proj_dropout: float = 0.1,
-                 head_hidden: int = 256, head_dropout: float = 0.1, lr: float = 1e-3,
+                 classifier_hidden: int = 256, classifier_dropout: float = 0.1, lr: float = 1e-3,
                  weight_decay: float = 0.05, warmup_frac: float = 0.05, min_lr_ratio: float = 0.01,
                  label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None,
-                 class_counts: Sequence[int] | None = None):
+                 class_counts: Sequence[int] | None = None, **renamed: Any):
         super().__init__()
-        self.save_hyperparameters()
+        unknown = set(renamed) - set(RENAMED_HPARAMS)
+        if unknown:
+            raise ConfigError(f"unknown model option(s) {sorted(unknown)}")
+        # checkpoints from before the rename keep loading
+        classifier_hidden = renamed.get("head_hidden", classifier_hidden)
+        classifier_dropout = renamed.get("head_dropout", classifier_dropout)
+        self.save_hyperparameters(ignore=list(RENAMED_HPARAMS))
         self.modalities = sorted(modality_dims)
         self.classes = list(classes)
         self.multilabel = multilabel
@@ -61,12 +79,16 @@ class VideoClassifier(L.LightningModule):
             for m in self.modalities})
         name, options = fusion_options(fusion)
         self.fusion = vemo.fusion.create(name, modalities=self.modalities, d_model=d_model, **options)
-        self.head = nn.Sequential(nn.LayerNorm(self.fusion.out_dim), nn.Linear(self.fusion.out_dim, head_hidden),
-                                  nn.GELU(), nn.Dropout(head_dropout), nn.Linear(head_hidden, num_classes))
+        self.classifier = nn.Sequential(
+            nn.LayerNorm(self.fusion.out_dim), nn.Linear(self.fusion.out_dim, classifier_hidden), nn.GELU(),
+            nn.Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
         self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix
         self.metrics = nn.ModuleDict({f"{s}_metrics": scalar_metrics(num_classes, multilabel).clone(prefix=f"{s}/")
                                       for s in ("train", "val", "test")})
+        # evaluation loss and video counts as metrics: exact under DDP, where ranks hold different counts
+        self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self.eval_videos = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
         self.test_per_class = per_class_f1(num_classes, multilabel)
         self.test_confusion = None if multilabel else MulticlassConfusionMatrix(num_classes)
         self.confusion_matrix: np.ndarray | None = None  # filled after a test run, for plots
@@ -78,14 +100,14 @@ class VideoClassifier(L.LightningModule):
             return torch.ones(num_classes)
         if isinstance(weights, str):
             if weights != "balanced":
-                raise ValueError(f"class_weights must be null, 'balanced' or a list, got {weights!r}")
+                raise ConfigError(f"model.class_weights must be null, 'balanced' or a list, got {weights!r}")
             if counts is None:
                 raise ValueError("class_weights='balanced' needs the training class counts")
             c = torch.as_tensor(counts, dtype=torch.float32).clamp_min(1)
             return c.sum() / (num_classes * c)
         w = torch.as_tensor(list(weights), dtype=torch.float32)
         if w.shape != (num_classes,):
-            raise ValueError(f"class_weights has {w.numel()} entries for {num_classes} classes")
+            raise ConfigError(f"model.class_weights has {w.numel()} entries for {num_classes} classes")
         return w
 
     # ---------------------------------------------------------------- forward
@@ -94,7 +116,7 @@ class VideoClassifier(L.LightningModule):
         if missing:
             raise KeyError(f"batch lacks modalities {missing}; the model was trained on {self.modalities}")
         tokens = {m: self.proj[m](features[m]) for m in self.modalities}
-        return self.head(self.fusion(tokens, {m: masks[m] for m in self.modalities}))
+        return self.classifier(self.fusion(tokens, {m: masks[m] for m in self.modalities}))
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         if self.multilabel:
@@ -112,14 +134,17 @@ class VideoClassifier(L.LightningModule):
         labels = batch["labels"]
         loss = self.loss(logits, labels)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step} "
-                                     f"(videos {batch['ids'][:3]}...): lower the learning rate or check features")
+            raise TrainingError(f"{stage} loss is {loss.item()} at step {self.global_step} "
+                                f"(videos {batch['ids'][:3]}...): lower model.lr or check the features")
         probs = self.probabilities(logits.detach())
         target = labels.long() if self.multilabel else labels
         self.metrics[f"{stage}_metrics"].update(probs, target)
         batch_size = labels.shape[0]
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
-                 batch_size=batch_size, sync_dist=stage != "train")
+        if stage == "train":
+            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        else:
+            self.eval_loss[stage].update(loss.detach(), weight=batch_size)
+            self.eval_videos[stage].update(batch_size)
         if stage == "test":
             self.test_per_class.update(probs, target)
             if self.test_confusion is not None:
@@ -140,6 +165,11 @@ class VideoClassifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         values = self.metrics[f"{stage}_metrics"].compute()
+        if stage != "train":  # torchmetrics syncs these across DDP ranks itself
+            values[f"{stage}/loss"] = self.eval_loss[stage].compute()
+            values[f"{stage}/videos"] = self.eval_videos[stage].compute().float()
+            self.eval_loss[stage].reset()
+            self.eval_videos[stage].reset()
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
         self.metrics[f"{stage}_metrics"].reset()
 
@@ -161,11 +191,11 @@ class VideoClassifier(L.LightningModule):
     # ---------------------------------------------------------------- optimization
     def configure_optimizers(self):
         decay, no_decay = [], []
+        # norms and biases are not shrunk towards zero, nor what the fusion head names (its learned tokens)
+        keep = {f"fusion.{name}" for name in self.fusion.no_weight_decay()}
         for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            # norms, biases and embeddings are not shrunk towards zero
-            (no_decay if p.ndim < 2 or "embed" in name or name.endswith(("null", "cls", "missing")) else decay).append(p)
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or name in keep else decay).append(p)
         hp = self.hparams
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr)
@@ -190,6 +220,9 @@ class VideoClassifier(L.LightningModule):
                                   "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict") or {}
+        for key in [k for k in state if k.startswith("head.")]:  # the classifier's name before the rename
+            state["classifier." + key[len("head."):]] = state.pop(key)
         # applied when training restarts, not now: validation between here and there would
         # otherwise run on a different random state than in the uninterrupted run
         self._pending_rng = checkpoint.get("vemo_rng")

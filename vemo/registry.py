@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar
 
+from vemo.errors import VemoError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(VemoError, KeyError):
     """Raised for a name that is not registered; the message lists the valid names."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from vemo.config import CONFIG_DIR, load_config
-from vemo.store.format import atomic_write_json
+from vemo.io import atomic_write_json
 from vemo.study import default_storage_url, mask_url, open_storage, quiet_optuna, storage_lock, url_has_password
 
 log = logging.getLogger("vemo.sweep")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,17 +20,21 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import vemo.fusion
+from vemo.cli import reported_errors, run_command
 from vemo.config import CONFIG_DIR
-from vemo.metrics import default_monitor
+from vemo.errors import ConfigError, DataError
+from vemo.io import atomic_write_json
+from vemo.metrics import default_monitor, validation_metrics
 from vemo.model import fusion_options
-from vemo.store.format import atomic_write_json
 from vemo.plots import plot_confusion_matrix, plot_learning_curves
+from vemo.resume import RunSignature, check_resume, run_signature
+from vemo.validation import check_train_config, resolve_checkpoint_path
 
 log = logging.getLogger("vemo.train")
-# the run folder already holds Hydra's record when the CSV logger starts; nothing is deleted
-warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+# Lightning notes that say nothing here: the run folder already holds Hydra's record when the CSV
+# logger starts (nothing is deleted), and a deprecation inside Lightning itself
+QUIET_WARNINGS = (r".*Experiment logs directory .* exists and is not empty.*", r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
@@ -43,39 +45,61 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 
 def build_model(cfg: DictConfig, dm) -> L.LightningModule:
-    fusion_spec = OmegaConf.to_container(cfg.fusion, resolve=True)
+    name, options = fusion_options(OmegaConf.to_container(cfg.fusion, resolve=True))
     return hydra.utils.instantiate(
         cfg.model, modality_dims=dm.modality_dims, classes=list(dm.classes), multilabel=dm.multilabel,
-        # without the Hydra keys, or instantiate would build the head itself as a partial
-        fusion={k: v for k, v in fusion_spec.items() if k not in ("_target_", "_partial_")},
-        class_counts=dm.class_counts().tolist(), _convert_="all")
+        fusion={"name": name, **options}, class_counts=dm.class_counts().tolist(), _convert_="all")
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
+def choose_monitor(cfg: DictConfig, multilabel: bool) -> None:
+    """Fill ``monitor`` and ``monitor_mode`` in ``cfg``; refuse a metric that validation does not log."""
+    monitor = cfg.monitor or default_monitor(multilabel)
+    valid = validation_metrics(multilabel)
+    if monitor not in valid:
+        kind = "multi-label" if multilabel else "single-label"
+        raise ConfigError(f"monitor={monitor}: validation of {kind} data logs no such metric; "
+                          f"choose one of {', '.join(valid)}")
+    mode = cfg.get("monitor_mode") or ("min" if monitor.endswith("loss") else "max")
+    if mode not in ("min", "max"):
+        raise ConfigError(f"monitor_mode must be min or max, got {mode!r}")
+    with open_dict(cfg):
+        cfg.monitor, cfg.monitor_mode = monitor, mode
+
+
+def require_test_split(cfg: DictConfig, dm) -> None:
+    if cfg.test and not dm.split_ids["test"]:
+        raise DataError(f"the test split is empty: {dm.split_origin('test')}. Give it videos, or pass "
+                        "test=false to train without a test evaluation (no test metrics are written then)")
+
+
 def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Train, test, and write the run folder. Returns the final metrics.
 
     ``extra_callbacks`` join the configured ones (a sweep passes its pruning callback here).
+    Without ``test`` no ``test/*`` metric is computed or returned.
     """
     started = time.time()
     for module in cfg.get("extra_imports") or []:
         importlib.import_module(module)
-    fusion_name, _ = fusion_options(OmegaConf.to_container(cfg.fusion))
-    vemo.fusion.FUSION_HEADS.get(fusion_name)  # fail fast, before data is generated or read
+    check_train_config(cfg)  # every bad value fails here, before any data is read or generated
+    ckpt_path = resolve_checkpoint_path(cfg.ckpt_path)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = build_datamodule(cfg)
-    with open_dict(cfg):
-        if cfg.monitor is None:
-            cfg.monitor = default_monitor(dm.multilabel)
+    require_test_split(cfg, dm)
+    choose_monitor(cfg, dm.multilabel)
     model = build_model(cfg, dm)
+    signature = run_signature(dm)
+    if ckpt_path is not None:
+        check_resume(ckpt_path, signature, model.hparams)
     loggers = instantiate_group(cfg.get("logger"))
-    callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RunSignature(signature), *extra_callbacks]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
 
     if trainer.is_global_zero:
@@ -86,26 +110,30 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
                 lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         log.info("data: %d train / %d val / %d test videos, modalities %s, classes %s",
                  *(len(dm.split_ids[s]) for s in ("train", "val", "test")), dm.modalities, dm.classes)
-    # weights_only: a checkpoint is never unpickled beyond tensors and plain containers
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
+    with warnings.catch_warnings():
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        # weights_only: a checkpoint is never unpickled beyond tensors and plain containers
+        trainer.fit(model, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
 
-    # the checkpoint chosen on the monitored metric (the other one only keeps last.ckpt)
-    checkpoint = next((c for c in trainer.checkpoint_callbacks
-                       if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
-    best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    results: dict[str, Any] = {}
-    if cfg.test:
-        trainer.test(model, datamodule=dm, ckpt_path=best_path or None, verbose=False, weights_only=True)
-        results.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+        # the checkpoint chosen on the monitored metric (the other one only keeps last.ckpt)
+        checkpoint = next((c for c in trainer.checkpoint_callbacks
+                           if isinstance(c, ModelCheckpoint) and c.monitor is not None), None)
+        best_path = checkpoint.best_model_path if checkpoint is not None else ""
+        results: dict[str, Any] = {}
+        if cfg.test:
+            trainer.test(model, datamodule=dm, ckpt_path=best_path or None, verbose=False, weights_only=True)
+            results.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if not trainer.is_global_zero:
         return results
     results.update({
         "monitor": cfg.monitor,
+        "monitor_mode": cfg.monitor_mode,
         "best_val": float(checkpoint.best_model_score) if checkpoint is not None and checkpoint.best_model_score is not None else None,
         "best_checkpoint": best_path,
         "epochs": trainer.current_epoch,
         "seconds": round(time.time() - started, 1),
-        "resumed_from": cfg.ckpt_path,
+        "resumed_from": str(ckpt_path) if ckpt_path else None,
     })
     atomic_write_json(run_dir / "metrics.json", results)  # sweeps and reports read it
     write_plots(run_dir, model, dm, cfg.monitor, loggers)
@@ -113,11 +141,21 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         if isinstance(lg, WandbLogger):
             lg.experiment.finish()  # flush now, so the run folder is the last thing printed
     print(f"\nrun folder: {run_dir.resolve()}")
-    if "test/acc" in results:
-        print(f"test/acc {results['test/acc']:.4f}  test/f1_macro {results['test/f1_macro']:.4f}")
-    elif "test/map_macro" in results:
-        print(f"test/map_macro {results['test/map_macro']:.4f}  test/f1_micro {results['test/f1_micro']:.4f}")
+    print(summary_line(results))
     return results
+
+
+def summary_line(results: dict[str, Any]) -> str:
+    """The numbers a person looks at first: the validation objective and, when tested, the test metrics."""
+    parts = []
+    if results.get("best_val") is not None:
+        parts.append(f"best {results['monitor']} {results['best_val']:.4f}")
+    for key in ("test/acc", "test/f1_macro", "test/map_macro", "test/f1_micro"):
+        if key in results:
+            parts.append(f"{key} {results[key]:.4f}")
+    if "test/videos" in results:
+        parts.append(f"on {int(results['test/videos'])} test videos")
+    return "  ".join(parts) or "no metrics (no validation score was recorded)"
 
 
 def write_plots(run_dir: Path, model, dm, monitor: str, loggers: list[Any]) -> None:
@@ -139,11 +177,18 @@ def write_plots(run_dir: Path, model, dm, monitor: str, loggers: list[Any]) -> N
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    torch.set_float32_matmul_precision("high")
-    results = train(cfg)
-    return results.get(f"test/{cfg.monitor.split('/', 1)[-1]}") if results else None
+def _hydra_main(cfg: DictConfig) -> float | None:
+    logging.captureWarnings(True)  # skipped videos and other warnings also land in train.log
+    with reported_errors():
+        torch.set_float32_matmul_precision("high")
+        results = train(cfg)
+        # the validation objective: a Hydra sweeper optimising this never looks at the test split
+        return results.get("best_val")
+
+
+def main() -> None:
+    run_command(_hydra_main, "train")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -12,19 +12,20 @@ from torch.utils.data import DataLoader
 
 from vemo.data.collate import collate
 from vemo.data.dataset import FeatureDataset
-from vemo.data.labels import Labels, read_labels
+from vemo.data.labels import Labels, match_labels_to_store, read_labels
 from vemo.data.normalization import compute_stats, save_stats
 from vemo.data.sampler import EpochSampler
 from vemo.data.splits import SPLITS, read_split_dir, restrict_to_available, stratified_split
+from vemo.errors import ConfigError, DataError
 from vemo.store import FeatureStore
 
 
-class ModalityError(ValueError):
+class ModalityError(ConfigError):
     """An empty modality list, or a modality the store does not hold."""
 
 
 class FeatureDataModule(L.LightningDataModule):
-    """Batches from a feature store, following the batch contract in DESIGN.md.
+    """Batches from a feature store, following the batch contract (docs/architecture.md).
 
     Args:
         store: feature store folder.
@@ -33,7 +34,10 @@ class FeatureDataModule(L.LightningDataModule):
         splits: folder with train.txt / val.txt / test.txt; ``None`` draws a stratified split.
         split_fractions, split_seed: the drawn split's train/val/test shares and its seed.
         max_len: cap on tokens per modality (an int for all, or a mapping); longer sequences are
-            subsampled to equidistant positions, with random offsets in training.
+            subsampled to equidistant positions, with random offsets in training. 0 or ``None``
+            keeps every token.
+        min_label_overlap: refuse when the labels file and the store share fewer videos than this
+            share of the smaller of the two (a labels file meant for another store).
         normalize: standardize each modality with mean/std of the training split.
         modality_dropout: in training, drop each present modality of a video with this probability
             (never all of them).
@@ -45,14 +49,15 @@ class FeatureDataModule(L.LightningDataModule):
                  split_fractions: Sequence[float] = (0.7, 0.1, 0.2), split_seed: int = 0,
                  max_len: int | dict[str, int] = 64, batch_size: int = 32, eval_batch_size: int | None = None,
                  num_workers: int = 0, normalize: bool = True, modality_dropout: float = 0.0,
-                 seed: int = 0, pin_memory: bool = False, classes: str | Path | None = None):
+                 seed: int = 0, pin_memory: bool = False, classes: str | Path | None = None,
+                 min_label_overlap: float = 0.5):
         super().__init__()
         if modalities is not None and len(modalities) == 0:
             raise ModalityError("data.modalities is empty: choose at least one modality")
         if modalities is not None and len(set(modalities)) != len(modalities):
             raise ModalityError(f"data.modalities lists a modality twice: {list(modalities)}")
         if not 0.0 <= modality_dropout < 1.0:
-            raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+            raise ConfigError(f"data.modality_dropout must be in [0, 1), got {modality_dropout}")
         self.store_path = Path(store).expanduser()
         self.labels_path = Path(labels).expanduser() if labels else None
         self.classes_path = Path(classes).expanduser() if classes else None
@@ -68,6 +73,7 @@ class FeatureDataModule(L.LightningDataModule):
         self.modality_dropout = modality_dropout
         self.seed = seed
         self.pin_memory = pin_memory
+        self.min_label_overlap = float(min_label_overlap)
         self.stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
         self._ready = False
 
@@ -76,6 +82,11 @@ class FeatureDataModule(L.LightningDataModule):
         if self._ready:
             return
         self.store = FeatureStore(self.store_path)
+        if not self.store.ids:
+            failed = self.store.failed
+            why = (f"; all {len(failed)} of its videos failed extraction (e.g. {failed[0]['id']}: "
+                   f"{failed[0]['reason']})" if failed else "")
+            raise DataError(f"the feature store {self.store_path} holds no videos{why}")
         available = sorted(self.store.modalities)
         mods = self.requested_modalities if self.requested_modalities is not None else available
         absent = [m for m in mods if m not in self.store.modalities]
@@ -89,19 +100,28 @@ class FeatureDataModule(L.LightningDataModule):
 
         labels_path = self.labels_path or self.store_path.parent / "labels.csv"
         self.labels: Labels = read_labels(labels_path, self.classes_path)
-        usable = set(self.store.ids) & set(self.labels.targets)
+        usable = match_labels_to_store(set(self.labels.targets), set(self.store.ids), labels_path,
+                                       self.store_path, self.min_label_overlap)
         if self.store.failed:
             warnings.warn(f"{len(self.store.failed)} videos failed extraction and are skipped "
                           f"(e.g. {self.store.failed[0]['id']}: {self.store.failed[0]['reason']})")
         usable -= self._videos_with_bad_values(usable)
         if self.splits_path:
-            split = restrict_to_available(read_split_dir(self.splits_path), usable, str(self.store_path))
+            listed = read_split_dir(self.splits_path)
+            split = restrict_to_available(listed, usable, str(self.store_path))
+            self.split_source = {"files": str(self.splits_path.resolve())}
+            self._split_origin = {name: f"{self.splits_path / (name + '.txt')} ({len(listed[name])} ids listed, "
+                                        f"{len(split[name])} with features and labels)" for name in SPLITS}
         else:
             split = stratified_split(sorted(usable), self.labels, self.split_fractions, self.split_seed)
+            self.split_source = {"split_seed": int(self.split_seed),
+                                 "split_fractions": [float(x) for x in self.split_fractions]}
+            self._split_origin = {name: f"data.split_fractions={list(self.split_fractions)} over {len(usable)} "
+                                        f"videos" for name in SPLITS}
+        self.split_ids = split
         for name in ("train", "val"):
             if not split[name]:
-                raise ValueError(f"the {name} split is empty; check the split files or fractions")
-        self.split_ids = split
+                raise DataError(f"the {name} split is empty: {self.split_origin(name)}")
 
         if self.normalize and self.stats is None:  # stats restored from a checkpoint are kept
             train_pos = np.array([self.store.position(v) for v in split["train"]])
@@ -159,7 +179,8 @@ class FeatureDataModule(L.LightningDataModule):
         ds = self.datasets[name]
         return DataLoader(
             ds, batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            sampler=EpochSampler(len(ds), shuffle=shuffle, seed=self.seed),
+            # training pads the last rank's share so DDP ranks step together; evaluation counts each video once
+            sampler=EpochSampler(len(ds), shuffle=shuffle, seed=self.seed, pad=shuffle),
             collate_fn=collate, num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             # a private generator: creating loader iterators must not consume the global RNG,
@@ -174,7 +195,13 @@ class FeatureDataModule(L.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test" if self.split_ids["test"] else "val", shuffle=False)
+        if not self.split_ids["test"]:  # never stand in with another split: its numbers would be called test
+            raise DataError(f"the test split is empty: {self.split_origin('test')}")
+        return self._loader("test", shuffle=False)
+
+    def split_origin(self, name: str) -> str:
+        """Where split ``name`` came from (the file or the fractions), for messages."""
+        return self._split_origin[name]
 
     # ---------------------------------------------------------------- checkpointed state
     def state_dict(self) -> dict[str, Any]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vemo.errors import DataError
+
 MULTI_SEPARATOR = "|"
 
 
-class LabelError(ValueError):
+class LabelError(DataError):
     """A label file is missing or malformed; the message names the file and line."""
 
 
@@ -36,8 +39,12 @@ class Labels:
         return int(min(idx, key=lambda c: (class_counts[c], c)))
 
 
+# "utf-8-sig": a byte-order mark (spreadsheet exports write one) is dropped, not read as part of a name
+TEXT_ENCODING = "utf-8-sig"
+
+
 def read_classes(path: Path) -> list[str]:
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in path.read_text(encoding=TEXT_ENCODING).splitlines() if line.strip()]
     # tolerate the "1 anger" style of classInd.txt files
     names = [n.split(maxsplit=1)[1] if n.split(maxsplit=1)[0].isdigit() and " " in n else n for n in names]
     if len(set(names)) != len(names):
@@ -56,7 +63,7 @@ def read_labels(path: str | Path, classes_path: str | Path | None = None) -> Lab
     classes = read_classes(Path(classes_path)) if classes_path else None
 
     raw: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding=TEXT_ENCODING) as f:
         reader = csv.DictReader(f)
         fields = reader.fieldnames or []
         if "id" not in fields or not ({"label", "labels"} & set(fields)):
@@ -89,3 +96,33 @@ def read_labels(path: str | Path, classes_path: str | Path | None = None) -> Lab
                              f"classes {classes}")
         targets[vid] = sorted(index[n] for n in names)
     return Labels(classes=classes, targets=targets, multilabel=multilabel)
+
+
+def match_labels_to_store(labelled: set[str], stored: set[str], labels_path: Path, store_path: Path,
+                          min_overlap: float) -> set[str]:
+    """The videos that have both a label and features; says how many of each side are left out.
+
+    Refuses when the two share less than ``min_overlap`` of the smaller side (a labels file meant for
+    another store, ids written differently): a run on the few matching videos would mislead.
+    """
+    both = labelled & stored
+    smaller = min(len(labelled), len(stored))
+    share = len(both) / smaller if smaller else 0.0
+    if not both or share < min_overlap:
+        raise LabelError(
+            f"{labels_path} and the store {store_path} share {len(both)} video ids ({share:.0%} of the "
+            f"{'labelled videos' if len(labelled) <= len(stored) else 'stored videos'}; data.min_label_overlap="
+            f"{min_overlap:g}): is the labels file meant for another store? Label ids look like "
+            f"{_examples(labelled - both)}, store ids like {_examples(stored - both)}")
+    for left_out, what in ((labelled - stored, f"labelled videos in {labels_path} have no features in "
+                                               f"the store {store_path}"),
+                           (stored - labelled, f"videos in the store {store_path} have no label in {labels_path}")):
+        if left_out:
+            total = len(labelled) if left_out <= labelled else len(stored)
+            warnings.warn(f"{len(left_out)} of {total} {what} and are left out (e.g. {_examples(left_out)})",
+                          stacklevel=2)
+    return both
+
+
+def _examples(ids: set[str], n: int = 3) -> str:
+    return ", ".join(repr(v) for v in sorted(ids)[:n]) or "(none)"

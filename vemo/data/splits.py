@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vemo.data.labels import LabelError, Labels
+from vemo.data.labels import TEXT_ENCODING, LabelError, Labels
+from vemo.validation import check_split_fractions
 
 SPLITS = ("train", "val", "test")
 
@@ -21,7 +22,7 @@ def read_split_dir(path: str | Path) -> dict[str, list[str]]:
         f = path / f"{name}.txt"
         if not f.is_file():
             raise LabelError(f"split folder {path} has no {name}.txt")
-        out[name] = [ln.split("#", 1)[0].strip() for ln in f.read_text(encoding="utf-8").splitlines()]
+        out[name] = [ln.split("#", 1)[0].strip() for ln in f.read_text(encoding=TEXT_ENCODING).splitlines()]
         out[name] = [vid for vid in out[name] if vid]
     seen: dict[str, str] = {}
     for name, ids in out.items():
@@ -35,10 +36,8 @@ def read_split_dir(path: str | Path) -> dict[str, list[str]]:
 def stratified_split(ids: list[str], labels: Labels, fractions: tuple[float, float, float],
                      seed: int) -> dict[str, list[str]]:
     """Each stratum (class, or rarest class for multi-label) is shuffled and cut by the fractions."""
+    check_split_fractions(fractions, need_test=False)
     fr = np.asarray(fractions, dtype=float)
-    if fr.shape != (3,) or np.any(fr < 0) or fr.sum() <= 0:
-        raise ValueError(f"split fractions must be three non-negative numbers, got {fractions}")
-    fr = fr / fr.sum()
     counts = np.zeros(len(labels.classes))
     for vid in ids:
         counts[labels.targets[vid]] += 1

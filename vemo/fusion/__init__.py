@@ -4,9 +4,12 @@ Each head lives in its own module and registers itself; importing this package r
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 from torch import nn
+
+from vemo.errors import ConfigError
 
 from vemo.fusion.base import FUSION_HEADS, FusionHead, masked_mean
 from vemo.fusion import concat_mlp, crossattn, gated  # noqa: F401  (registration side effect)
@@ -17,10 +20,17 @@ register = FUSION_HEADS.register
 def create(name: str, *, modalities: Sequence[str], d_model: int, **options: Any) -> nn.Module:
     """Build the registered head ``name``; an unknown name raises an error listing the valid ones."""
     factory = FUSION_HEADS.get(name)
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        own = [p for p in params if p not in ("self", "modalities", "d_model")]
+        unknown = sorted(set(options) - set(own))
+        if unknown:
+            raise ConfigError(f"fusion head {name!r} has no option {', '.join(map(repr, unknown))}; "
+                              f"its options: {', '.join(own) or '(none)'}")
     try:
         return factory(modalities=modalities, d_model=d_model, **options)
-    except TypeError as e:
-        raise TypeError(f"fusion head {name!r}: {e}") from None
+    except (TypeError, ValueError) as e:  # an unknown option or a bad value in the fusion config
+        raise ConfigError(f"fusion head {name!r}: {e}") from None
 
 
 def names() -> list[str]:

@@ -17,6 +17,12 @@ FUSION_HEADS: Registry[nn.Module] = Registry("fusion head")
 
 
 class FusionHead(nn.Module):
+    """Base of the heads: sorted modalities, ``d_model``, ``out_dim``, checked inputs.
+
+    ``no_weight_decay`` names the head's parameters that weight decay must leave alone (learned
+    tokens, embeddings), relative to the head, as timm models do; norms and biases never decay.
+    """
+
     out_dim: int
 
     def __init__(self, modalities: Sequence[str], d_model: int):
@@ -25,6 +31,9 @@ class FusionHead(nn.Module):
             raise ValueError("a fusion head needs at least one modality")
         self.modalities = sorted(modalities)
         self.d_model = int(d_model)
+
+    def no_weight_decay(self) -> set[str]:
+        return set()
 
     def checked_inputs(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]
                        ) -> tuple[list[Tensor], list[Tensor]]:

@@ -23,6 +23,9 @@ class ConcatMLPFusion(FusionHead):
         self.mlp = nn.Sequential(*layers)
         self.out_dim = width
 
+    def no_weight_decay(self) -> set[str]:
+        return {"missing"}  # the stand-in for an absent modality
+
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         xs, ms = self.checked_inputs(tokens, masks)
         pooled = [pooled_with_missing(x, m, self.missing[i]) for i, (x, m) in enumerate(zip(xs, ms))]

@@ -71,6 +71,10 @@ class CrossAttentionFusion(FusionHead):
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = d_model
 
+    def no_weight_decay(self) -> set[str]:
+        learned_tokens = {"type_embed", "null", "cls"}
+        return learned_tokens | ({"pos_embed.weight"} if self.pos_embed is not None else set())
+
     def _positions(self, length: int, device: torch.device) -> Tensor:
         if self.pos_embed is None:
             return sinusoidal_positions(length, self.d_model, device)

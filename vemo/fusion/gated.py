@@ -27,6 +27,9 @@ class GatedFusion(FusionHead):
         self.out_dim = hidden
         self.last_gates: Tensor | None = None  # [B, n_modalities, hidden], detached
 
+    def no_weight_decay(self) -> set[str]:
+        return {"missing"}  # the stand-in for an absent modality
+
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         xs, ms = self.checked_inputs(tokens, masks)
         pooled = [pooled_with_missing(x, m, self.missing[i]) for i, (x, m) in enumerate(zip(xs, ms))]

@@ -12,13 +12,14 @@ so a reader never sees a half-written video and an interrupted writer loses only
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from vemo.errors import DataError
+from vemo.io import atomic_write_json, read_json as _read_json  # noqa: F401  (atomic_write_json: the writer uses it)
+
 
 FORMAT_NAME = "vemo-feature-store"
 FORMAT_VERSION = 1
@@ -30,7 +31,7 @@ KINDS = ("sequence", "vector")
 DTYPES = ("float16", "float32")
 
 
-class StoreError(RuntimeError):
+class StoreError(DataError, RuntimeError):
     """A feature store is missing, from a newer vemo, or inconsistent. The message names the file."""
 
 
@@ -69,27 +70,5 @@ def shard_files(shard_dir: Path, modality: str) -> tuple[Path, Path]:
     return shard_dir / f"{modality}.data.npy", shard_dir / f"{modality}.offsets.npy"
 
 
-def atomic_write_json(path: Path, data: Any, default: Any = None) -> None:
-    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``.
-
-    ``default`` converts values JSON cannot hold (``str`` for records that may carry paths or dates).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False, default=default)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_json(path: Path, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{what} {path} is not valid JSON: {e}") from None
+    return _read_json(path, what, error=StoreError)

@@ -1,0 +1,139 @@
+"""What every vemo command does with mistakes: one line on stderr, an exit code, no traceback.
+
+    error: data.batch_size must be a positive integer, got 0
+
+A user error (``VemoError``, a bad override, a missing mandatory option) exits 1, or 2 for a command
+line that does not parse. Anything else is reported as unexpected, also in one line, with where to
+find the traceback. The full traceback always goes to the command's log files (a run folder's
+``train.log``); ``VEMO_DEBUG=1`` or ``hydra.verbose=true`` also prints it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from typing import Callable, Iterator, Sequence
+
+from vemo.errors import VemoError
+
+log = logging.getLogger("vemo")
+
+# Hydra's own flags: with any of them the command line is Hydra's business (help, --cfg, multirun, ...)
+_HYDRA_FLAG = "-"
+
+
+def debug_requested() -> bool:
+    """``VEMO_DEBUG=1`` in the environment, or ``hydra.verbose`` inside a Hydra run."""
+    if os.environ.get("VEMO_DEBUG", "").strip() not in ("", "0", "false", "no"):
+        return True
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return HydraConfig.initialized() and bool(HydraConfig.get().verbose)
+    except Exception:  # outside a Hydra run
+        return False
+
+
+def root_error(exc: BaseException) -> BaseException:
+    """The error underneath Hydra's wrappers (``instantiate`` reports the constructor's error as its cause)."""
+    from hydra.errors import InstantiationException
+    seen = set()
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return exc
+
+
+def describe(exc: BaseException) -> tuple[str, int, bool]:
+    """(one-line message, exit code, whether it is a user error) for an exception."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    exc = root_error(exc)
+    if isinstance(exc, VemoError):
+        return one_line(str(exc)), exc.exit_code, True
+    if isinstance(exc, OverrideParseException):
+        reason = str(exc.message).splitlines()[0] if exc.message else "it does not parse"
+        return one_line(f"cannot parse the override {exc.override!r}: {reason} "
+                        "(quote lists and strings as Hydra's override grammar says)"), 2, True
+    if isinstance(exc, MissingConfigException):
+        missing = str(exc.missing_cfg_file or "")
+        if "/" in missing and exc.options:
+            group, option = missing.rsplit("/", 1)
+            return (f"{group}={option}: there is no such {group} config; choose one of: "
+                    f"{', '.join(exc.options)}"), 2, True
+        return one_line(str(exc)), 2, True
+    if isinstance(exc, ConfigCompositionException):
+        return one_line(str(exc)), 2, True
+    if isinstance(exc, MissingMandatoryValue):
+        key = getattr(exc, "full_key", None) or "an option"
+        return f"{key} is required and has no default: give it on the command line ({key}=...)", 1, True
+    if isinstance(exc, OmegaConfBaseException):
+        key = getattr(exc, "full_key", None)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return one_line(f"{key}: {first}" if key and key not in first else first), 1, True
+    import torch
+    if isinstance(exc, torch.OutOfMemoryError):
+        return ("out of memory on the device: lower data.batch_size or data.max_len, or model.d_model"), 1, True
+    return one_line(f"unexpected {type(exc).__name__}: {exc}"), 1, False
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def log_to_files(message: str, exc: BaseException) -> list[str]:
+    """Write ``message`` with the traceback to the root logger's log files only (not the console)."""
+    record = logging.LogRecord("vemo", logging.ERROR, __file__, 0, "%s", (message,), None)
+    record.exc_info = (type(exc), exc, exc.__traceback__)
+    files = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+            files.append(handler.baseFilename)
+    return files
+
+
+def report(exc: BaseException) -> int:
+    """Print ``exc`` as one ``error:`` line (and log it); returns the exit code."""
+    message, code, user_error = describe(exc)
+    files = log_to_files(message, exc)
+    if debug_requested():
+        traceback.print_exception(exc, file=sys.stderr)
+    elif not user_error:
+        where = f"the traceback is in {files[0]}; " if files else ""
+        message += f" ({where}run with VEMO_DEBUG=1 to print the traceback)"
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turns an exception raised in the block into one ``error:`` line and ``SystemExit``."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - every error ends as one line and an exit code
+        raise SystemExit(report(e)) from None
+
+
+def check_overrides(config_name: str, argv: Sequence[str]) -> None:
+    """Compose ``config_name`` with the command line's overrides, as Hydra is about to.
+
+    A mistake in the command line then ends as one line (exit 2) instead of Hydra's report, and
+    before Hydra creates a run folder. Command lines with Hydra flags (``--help``, ``--cfg``,
+    ``-m``) are left to Hydra.
+    """
+    if any(a.startswith(_HYDRA_FLAG) for a in argv):
+        return
+    from vemo.config import load_config
+    with reported_errors():
+        load_config(list(argv), config_name=config_name)
+
+
+def run_command(hydra_main: Callable[[], object], config_name: str, argv: Sequence[str] | None = None) -> None:
+    """Start a Hydra entry point after checking its command line (see ``check_overrides``)."""
+    check_overrides(config_name, sys.argv[1:] if argv is None else argv)
+    hydra_main()

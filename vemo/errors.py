@@ -1,0 +1,38 @@
+"""Errors a user can fix. Commands print them as one line (``error: ...``) without a traceback.
+
+Every class names what went wrong and where (the option, file or line) in its message. They also
+derive from the built-in type code would have raised before (``ValueError``, ``KeyError``), so
+callers that catch those keep working.
+"""
+from __future__ import annotations
+
+
+class VemoError(Exception):
+    """Base of the errors a user can fix; ``exit_code`` is what a command exits with."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise quote the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class UsageError(VemoError):
+    """The command line itself is wrong (an unknown option, an override that does not parse)."""
+
+    exit_code = 2
+
+
+class ConfigError(VemoError, ValueError):
+    """An option has a value vemo cannot use; the message names the option."""
+
+
+class DataError(VemoError, ValueError):
+    """Data files are missing, malformed, or disagree with each other; the message names the file."""
+
+
+class ResumeError(VemoError, ValueError):
+    """A checkpoint to resume from does not match the run being started; the message says what differs."""
+
+
+class TrainingError(VemoError, FloatingPointError):
+    """Training cannot go on (e.g. the loss became NaN); the message says what to try."""

@@ -1,0 +1,39 @@
+"""Atomic JSON files shared by every stage (store index, run metrics, sweep records)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vemo.errors import DataError
+
+
+def atomic_write_json(path: str | Path, data: Any, default: Any = None) -> None:
+    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``.
+
+    A reader sees the old file or the new one, never half of one. ``default`` converts values JSON
+    cannot hold (``str`` for records that may carry paths or dates).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, ensure_ascii=False, default=default)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | Path, what: str = "file", error: type[Exception] = DataError) -> Any:
+    """Parse a JSON file; a file that is not valid JSON raises ``error`` naming ``what`` and the path."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise error(f"{what} {path} is not valid JSON: {e}") from None

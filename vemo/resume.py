@@ -1,0 +1,142 @@
+"""What a checkpoint records about its run, and the check that a resume continues that same run.
+
+A checkpoint carries the model's hyperparameters (Lightning's ``hyper_parameters``) and, under
+``vemo_run``, the run's data: the split's video ids, where the split came from, a digest of the
+labels, and the data settings. ``check_resume`` compares them with the run being started and
+refuses a resume that would continue a different experiment: another split (test videos that were
+trained on), another label set, other modalities, another fusion head or model shape.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+import lightning as L
+import torch
+
+from vemo.errors import ResumeError
+from vemo.model import RENAMED_HPARAMS
+
+log = logging.getLogger("vemo.resume")
+
+SIGNATURE_KEY = "vemo_run"
+SPLITS = ("train", "val", "test")
+# hyperparameters that shape the model or its outputs: a resume with other values is refused
+SHAPING_HPARAMS = ("modality_dims", "classes", "multilabel", "fusion", "d_model", "classifier_hidden")
+# the rest may change (e.g. a lower learning rate for the last epochs); a resume names what changed
+
+
+def labels_digest(dm) -> str:
+    """sha256 of every split video's id and label, so a relabelled video is noticed."""
+    h = hashlib.sha256()
+    for name in SPLITS:
+        for vid in dm.split_ids[name]:
+            h.update(json.dumps([name, vid, dm.labels.targets[vid]]).encode())
+    return h.hexdigest()
+
+
+def run_signature(dm) -> dict[str, Any]:
+    """The facts about a run's data that a checkpoint keeps (plain lists and strings)."""
+    return {
+        "format": 1,
+        "split_source": dict(dm.split_source),
+        "split_ids": {name: list(dm.split_ids[name]) for name in SPLITS},
+        "labels_sha256": labels_digest(dm),
+        "settings": {"data.max_len": dict(dm.max_len), "data.normalize": bool(dm.normalize),
+                     "data.batch_size": int(dm.batch_size), "data.modality_dropout": float(dm.modality_dropout)},
+    }
+
+
+class RunSignature(L.Callback):
+    """Writes the run signature into every checkpoint."""
+
+    def __init__(self, signature: Mapping[str, Any]):
+        self.signature = dict(signature)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[SIGNATURE_KEY] = self.signature
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    try:  # weights_only: tensors and plain containers, never arbitrary objects
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ResumeError(f"ckpt_path={path} cannot be read as a checkpoint: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mapping[str, Any]) -> list[str]:
+    """Refuse (``ResumeError``) to resume ``path`` into a run with another split, labels or model.
+
+    Returns the settings that changed without changing the experiment's shape (they are logged).
+    """
+    checkpoint = load_checkpoint(path)
+    saved_hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint.get("hyper_parameters") or {}).items()}
+    now_hp = dict(hparams)
+    problems = [d for key in SHAPING_HPARAMS for d in differences(key, saved_hp.get(key), now_hp.get(key))]
+    changed = [d for key in sorted(set(saved_hp) | set(now_hp))
+               if key not in SHAPING_HPARAMS and key != "class_counts"
+               for d in differences(f"model.{key}", saved_hp.get(key), now_hp.get(key))]
+
+    saved = checkpoint.get(SIGNATURE_KEY)
+    if saved is None:
+        log.warning("%s records no split (a checkpoint from an older vemo): the split cannot be checked", path)
+    else:
+        problems += split_differences(saved, signature)
+        if saved.get("labels_sha256") != signature["labels_sha256"] and not problems:
+            problems.append("the labels of the split's videos differ (the labels file changed)")
+        for key in sorted(set(saved.get("settings", {})) | set(signature["settings"])):
+            changed += differences(key, saved.get("settings", {}).get(key), signature["settings"].get(key))
+    if problems:
+        raise ResumeError(f"cannot resume from {path}: the run it belongs to differs from this one: "
+                          f"{'; '.join(problems)}. Resume with the settings it was trained with (its run "
+                          "folder's config.yaml), or start a new run without ckpt_path")
+    for change in changed:
+        log.warning("resuming with a changed setting: %s", change)
+    return changed
+
+
+def split_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    then_ids = {name: set(saved.get("split_ids", {}).get(name, [])) for name in SPLITS}
+    now_ids = {name: set(now["split_ids"][name]) for name in SPLITS}
+    if then_ids == now_ids:
+        return []
+    counts = ", ".join(f"{name} {len(then_ids[name])} -> {len(now_ids[name])}" for name in SPLITS)
+    text = (f"the data split differs ({describe_source(saved.get('split_source'))} then, "
+            f"{describe_source(now['split_source'])} now; videos per split {counts})")
+    leaks = [f"{len(now_ids[name] & then_ids['train'])} of the {len(now_ids[name])} {name} videos now were "
+             f"training videos then" for name in ("val", "test") if now_ids[name] & then_ids["train"]]
+    return [text + (": " + " and ".join(leaks) if leaks else "")]
+
+
+def describe_source(source: Mapping[str, Any] | None) -> str:
+    if not source:
+        return "an unrecorded split"
+    if "files" in source:
+        return f"data.splits={source['files']}"
+    return f"data.split_seed={source.get('split_seed')} data.split_fractions={source.get('split_fractions')}"
+
+
+def differences(key: str, then: Any, now: Any) -> list[str]:
+    """``key: then -> now`` for every leaf that differs (dicts compared key by key)."""
+    if isinstance(then, Mapping) and isinstance(now, Mapping):
+        return [d for k in sorted(set(then) | set(now), key=str) for d in differences(f"{key}.{k}", then.get(k), now.get(k))]
+    if _normalized(then) == _normalized(now):
+        return []
+    return [f"{key}: {_short(then)} then, {_short(now)} now"]
+
+
+def _normalized(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_normalized(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,166 @@
+"""Checks of a training config, run before any data is read: a bad value fails at once, naming the option."""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from vemo.errors import ConfigError
+
+SEED_MAX = 2**32 - 1  # numpy and Lightning take seeds in [0, 2**32)
+FRACTION_TOLERANCE = 1e-6
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def positive_int(v: Any, key: str) -> None:
+    if not _is_int(v) or v < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {v!r}")
+
+
+def non_negative_int(v: Any, key: str) -> None:
+    if not _is_int(v) or v < 0:
+        raise ConfigError(f"{key} must be an integer >= 0, got {v!r}")
+
+
+def number_in(v: Any, key: str, low: float, high: float, high_open: bool = True, low_open: bool = False) -> None:
+    """``v`` is a finite number in [low, high) (or the bounds ``*_open`` say)."""
+    ok = _is_number(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{key} must be a number in {interval}, got {v!r}")
+
+
+def seed(v: Any, key: str) -> None:
+    if not _is_int(v) or not 0 <= v <= SEED_MAX:
+        raise ConfigError(f"{key} must be an integer in [0, {SEED_MAX}], got {v!r}")
+
+
+def boolean(v: Any, key: str) -> None:
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key} must be true or false, got {v!r}")
+
+
+def check_split_fractions(v: Any, key: str = "data.split_fractions", need_test: bool = True) -> None:
+    values = list(v) if isinstance(v, (list, tuple)) or OmegaConf.is_list(v) else None
+    if values is None or len(values) != 3 or not all(_is_number(x) and x >= 0 for x in values):
+        raise ConfigError(f"{key} must be three non-negative numbers (train, val, test), got {v!r}")
+    if abs(sum(values) - 1.0) > FRACTION_TOLERANCE:
+        raise ConfigError(f"{key}={list(values)} sums to {sum(values):g}, not 1")
+    for name, share in zip(("train", "val"), values):
+        if share <= 0:
+            raise ConfigError(f"{key}={list(values)} leaves the {name} split empty")
+    if need_test and values[2] <= 0:
+        raise ConfigError(f"{key}={list(values)} leaves the test split empty: give it a share, e.g. "
+                          f"{key}=[0.7,0.1,0.2], or pass test=false to train without a test evaluation")
+
+
+def check_max_len(v: Any, key: str = "data.max_len") -> None:
+    """An int (0 or null: keep every token) or a mapping modality -> int."""
+    if v is None:
+        return
+    if isinstance(v, Mapping) or OmegaConf.is_dict(v):
+        for m, n in dict(v).items():
+            non_negative_int(n, f"{key}.{m}")
+        return
+    non_negative_int(v, key)
+
+
+def check_data(d: DictConfig, need_test: bool) -> None:
+    positive_int(d.get("batch_size"), "data.batch_size")
+    if d.get("eval_batch_size") is not None:
+        positive_int(d.get("eval_batch_size"), "data.eval_batch_size")
+    non_negative_int(d.get("num_workers", 0), "data.num_workers")
+    check_max_len(d.get("max_len"))
+    number_in(d.get("modality_dropout", 0.0), "data.modality_dropout", 0.0, 1.0)
+    number_in(d.get("min_label_overlap", 0.5), "data.min_label_overlap", 0.0, 1.0, high_open=False)
+    boolean(d.get("normalize", True), "data.normalize")
+    seed(d.get("split_seed", 0), "data.split_seed")
+    if d.get("splits") is None:
+        check_split_fractions(d.get("split_fractions"), need_test=need_test)
+    mods = d.get("modalities")
+    if mods is not None:
+        mods = list(mods)
+        if not mods:
+            raise ConfigError("data.modalities is empty: choose at least one modality, or null for all")
+        if len(set(mods)) != len(mods):
+            raise ConfigError(f"data.modalities lists a modality twice: {mods}")
+
+
+def check_model(m: DictConfig) -> None:
+    positive_int(m.get("d_model"), "model.d_model")
+    positive_int(m.get("classifier_hidden"), "model.classifier_hidden")
+    for key in ("proj_dropout", "classifier_dropout", "warmup_frac", "label_smoothing"):
+        number_in(m.get(key, 0.0), f"model.{key}", 0.0, 1.0)
+    number_in(m.get("lr"), "model.lr", 0.0, math.inf, low_open=True)
+    number_in(m.get("weight_decay", 0.0), "model.weight_decay", 0.0, math.inf)
+    number_in(m.get("min_lr_ratio", 0.0), "model.min_lr_ratio", 0.0, 1.0, high_open=False)
+    weights = m.get("class_weights")
+    if weights is not None and weights != "balanced":
+        values = list(weights) if OmegaConf.is_list(weights) or isinstance(weights, (list, tuple)) else None
+        if values is None or not values or not all(_is_number(w) and w >= 0 for w in values):
+            raise ConfigError(f"model.class_weights must be null, balanced, or a list of non-negative "
+                              f"numbers (one per class), got {weights!r}")
+
+
+def check_trainer(t: DictConfig) -> None:
+    epochs = t.get("max_epochs")
+    if epochs is None:
+        return  # Lightning's default (1000 epochs, unless max_steps says otherwise)
+    stop_otherwise = (_is_int(t.get("max_steps")) and t.get("max_steps") > 0) or t.get("max_time") is not None
+    if epochs == -1 and stop_otherwise:
+        return  # "no epoch limit": max_steps or max_time ends the run
+    if not _is_int(epochs) or epochs < 1:
+        raise ConfigError(f"trainer.max_epochs must be a positive integer, got {epochs!r} (a run of no epoch "
+                          "would report the metrics of an untrained model; -1 is allowed with trainer.max_steps "
+                          "or trainer.max_time)")
+
+
+def check_fusion(cfg: DictConfig) -> None:
+    """Build the head once on placeholder inputs: unknown names and bad options fail here."""
+    import vemo.fusion
+    from vemo.model import fusion_options
+
+    name, options = fusion_options(OmegaConf.to_container(cfg.fusion, resolve=True))
+    mods = cfg.data.get("modalities")
+    mods = [str(x) for x in mods] if mods else ["audio", "frames"]
+    vemo.fusion.create(name, modalities=mods, d_model=int(cfg.model.d_model), **options)
+
+
+def resolve_checkpoint_path(value: Any) -> Path | None:
+    """``ckpt_path``: a checkpoint file, or a run folder (its ``checkpoints/last.ckpt``)."""
+    if value is None:
+        return None
+    path = Path(str(value)).expanduser()
+    if path.is_dir():
+        last = path / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return last
+        raise ConfigError(f"ckpt_path={value} is a folder without checkpoints/last.ckpt: give a .ckpt file")
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={value}: no such file")
+    return path
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Every check above, in the order a reader of the config meets the options."""
+    seed(cfg.get("seed"), "seed")
+    boolean(cfg.get("test"), "test")
+    monitor = cfg.get("monitor")
+    if monitor is not None and not str(monitor).startswith("val/"):
+        raise ConfigError(f"monitor={monitor!r}: checkpoints are chosen by a validation metric (val/...); "
+                          "choosing by the test split would leak it into the result")
+    check_data(cfg.data, need_test=bool(cfg.test))
+    check_model(cfg.model)
+    check_trainer(cfg.trainer)
+    check_fusion(cfg)
+    resolve_checkpoint_path(cfg.get("ckpt_path"))
