@@ -1,15 +1,16 @@
-"""PNG plots of a run: confusion matrix and learning curves."""
+"""PNG plots of a run: confusion matrix and learning curves.
+
+Figures are ``matplotlib.figure.Figure`` objects written straight to files: no pyplot state and no
+backend switch, so importing vemo never changes how a user's own plots are shown.
+"""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
@@ -19,7 +20,8 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     rows = matrix.sum(1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     size = max(4.0, 0.7 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
@@ -53,25 +55,29 @@ def read_epoch_metrics(metrics_csv: str | Path) -> dict[str, list[tuple[int, flo
     return series
 
 
-def plot_learning_curves(metrics_csv: str | Path, path: str | Path, monitor: str = "val/acc") -> Path:
-    """Loss and the monitored metric per epoch, train next to val."""
+def plot_learning_curves(metrics_csv: str | Path, path: str | Path, monitor: str = "val/acc",
+                         mode: str = "max") -> Path:
+    """Loss and the monitored metric per epoch, train next to val; the best epoch (by ``mode``) marked."""
     series = read_epoch_metrics(metrics_csv)
     metric = monitor.split("/", 1)[-1]
     panels = [("loss", ["train/loss", "val/loss"]), (metric, [f"train/{metric}", f"val/{metric}"])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             points = sorted(series.get(key, []))
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=key)
         best = series.get(monitor)
-        if title == metric and best:
-            epoch, value = max(best, key=lambda p: (p[1], -p[0]))
+        if monitor.endswith(f"/{title}") and best:
+            sign = 1 if mode == "max" else -1
+            epoch, value = max(best, key=lambda p: (sign * p[1], -p[0]))  # the first epoch that reached it
             ax.axvline(epoch, color="grey", linestyle=":", label=f"best {monitor} {value:.3f}")
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     return save_figure(fig, path)
 
 
@@ -81,5 +87,7 @@ def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if fig.canvas.manager is not None:  # made through pyplot (e.g. Optuna's plots): release it there
+        import matplotlib.pyplot as plt
+        plt.close(fig)
     return path

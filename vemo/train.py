@@ -136,7 +136,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         "resumed_from": str(ckpt_path) if ckpt_path else None,
     })
     atomic_write_json(run_dir / "metrics.json", results)  # sweeps and reports read it
-    write_plots(run_dir, model, dm, cfg.monitor, loggers)
+    write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, loggers)
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             lg.experiment.finish()  # flush now, so the run folder is the last thing printed
@@ -158,11 +158,11 @@ def summary_line(results: dict[str, Any]) -> str:
     return "  ".join(parts) or "no metrics (no validation score was recorded)"
 
 
-def write_plots(run_dir: Path, model, dm, monitor: str, loggers: list[Any]) -> None:
+def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list[Any]) -> None:
     plots = run_dir / "plots"
     made = []
     if (run_dir / "metrics.csv").is_file():
-        made.append(plot_learning_curves(run_dir / "metrics.csv", plots / "learning_curves.png", monitor))
+        made.append(plot_learning_curves(run_dir / "metrics.csv", plots / "learning_curves.png", monitor, mode))
     if getattr(model, "confusion_matrix", None) is not None:
         made.append(plot_confusion_matrix(model.confusion_matrix, dm.classes, plots / "confusion_matrix.png"))
     for lg in loggers:
