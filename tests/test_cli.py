@@ -1,6 +1,7 @@
 """Config composition (vemo.config.load_config) and the ``python -m vemo.train`` command line."""
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -114,7 +115,7 @@ def test_cli_unknown_fusion_fails_listing_valid_names(tmp_path, subprocess_env, 
 def test_cli_ddp_on_two_cpu_processes(tmp_path, subprocess_env):
     runs = tmp_path / "runs"
     proc = vemo_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-                       "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2", "data.num_videos=120",
+                       "+trainer.limit_train_batches=3", "data.num_videos=123", "data.split_fractions=[0.66,0.12,0.22]",
                        f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={runs}", "fusion=concat_mlp",
                        "model.d_model=32", *QUIET], cwd=tmp_path, env=subprocess_env, timeout=400)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -124,3 +125,45 @@ def test_cli_ddp_on_two_cpu_processes(tmp_path, subprocess_env):
     assert len(run_dirs) == 1, run_dirs  # both ranks share one run folder
     metrics = json.loads((run_dirs[0] / "metrics.json").read_text())
     assert "test/acc" in metrics and metrics["epochs"] == 1
+    # 123 videos split 0.66/0.12/0.22 per class: 15 val and 27 test videos, odd counts that two ranks
+    # cannot share evenly; each is evaluated exactly once (padding by wrapping would count 16 and 28)
+    assert metrics["test/videos"] == 27
+    with open(run_dirs[0] / "metrics.csv", newline="") as f:
+        assert [float(r["val/videos"]) for r in csv.DictReader(f) if r.get("val/videos")] == [15.0]
+
+
+@pytest.mark.timeout(300)
+def test_two_runs_started_together_never_share_a_run_folder(tmp_path, subprocess_env):
+    # a run folder pattern without the time, so both runs compute the same folder for sure
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "same_folder.yaml").write_text(
+        "# @package _global_\nhydra:\n  run:\n    dir: ${paths.runs_dir}/same_${run_name}\n")
+    runs = tmp_path / "runs"
+    args = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "experiment=same_folder", "data.num_videos=120",
+            "trainer.max_epochs=1", f"paths.cache_dir={tmp_path / 'cache'}", f"paths.runs_dir={runs}",
+            "fusion=concat_mlp", "model.d_model=16", *QUIET]
+    procs = [subprocess.Popen([sys.executable, "-m", "vemo.train", *args], cwd=tmp_path, env=subprocess_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=280) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    folders = sorted(re.search(r"run folder: (.+)", out).group(1).strip() for out, _ in outs)
+    assert folders == [str(runs / "same_concat_mlp"), str(runs / "same_concat_mlp-2")]
+    for folder in folders:
+        assert json.loads((Path(folder) / "metrics.json").read_text())["epochs"] == 1
+        assert (Path(folder) / ".hydra" / "config.yaml").is_file()
+
+
+def test_a_folder_given_explicitly_is_used_as_it_is(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from vemo.run_folder import UniqueRunFolder, claim_folder
+
+    first, second = claim_folder(tmp_path / "r"), claim_folder(tmp_path / "r")
+    assert (first, second) == (tmp_path / "r", tmp_path / "r-2") and first.is_dir() and second.is_dir()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        explicit = compose("train", [f"hydra.run.dir={tmp_path / 'mine'}"], return_hydra_config=True)
+        default = compose("train", [f"paths.runs_dir={tmp_path / 'runs'}"], return_hydra_config=True)
+    UniqueRunFolder().on_run_start(explicit)
+    assert explicit.hydra.run.dir == str(tmp_path / "mine") and not (tmp_path / "mine").exists()
+    UniqueRunFolder().on_run_start(default)
+    assert Path(default.hydra.run.dir).is_dir() and Path(default.hydra.run.dir).parent.parent == tmp_path / "runs"

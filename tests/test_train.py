@@ -18,6 +18,7 @@ from vemo.data import DemoDataModule, ModalityError
 from vemo.data.demo import CLASSES, DIMS
 from vemo.data.normalization import load_stats
 from vemo.model import VideoClassifier
+from vemo.errors import ResumeError
 from vemo.registry import UnknownNameError
 from vemo.store import ModalitySpec
 from vemo.train import train
@@ -83,10 +84,11 @@ def baseline(runs_root, demo_cache):
     return run_dir, run(run_dir, demo_cache)
 
 
-# The resume tests below must not depend on how well the demo happens to learn. Minimising the epoch
-# counter makes epoch 0 the best checkpoint for good, so every later epoch is one "without a new
-# best", the case in which checkpoint bookkeeping across a resume matters.
-FROZEN_BEST = ("monitor=epoch", "callbacks.model_checkpoint.mode=min")
+# The resume tests below must not depend on how well the demo happens to learn. Monitoring a constant
+# (the number of validation videos) makes epoch 0 the best checkpoint for good (only a strictly better
+# score replaces it), so every later epoch is one "without a new best", the case in which checkpoint
+# bookkeeping across a resume matters.
+FROZEN_BEST = ("monitor=val/videos", "monitor_mode=min")
 
 
 @pytest.fixture(scope="session")
@@ -210,6 +212,71 @@ def test_resume_in_the_same_run_folder_matches_an_uninterrupted_run(baseline, ru
     run_interrupted(run_dir, demo_cache, INTERRUPT_AT)
     resumed = run(run_dir, demo_cache, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}")
     assert_same_training(run_dir, full_dir, resumed, full)
+
+
+# ---------------------------------------------------------------- resuming checks what it resumes
+@pytest.mark.parametrize("change,expected", [
+    (("data.split_seed=1",), ["the data split differs (data.split_seed=0", "then, data.split_seed=1",
+                              "test videos now were training videos then"]),
+    (("fusion=concat_mlp", "fusion.hidden=64"), ["fusion.name: 'gated' then, 'concat_mlp' now"]),
+    (("data.modalities=[audio,frames]",), ["modality_dims.faces: 768 then, None now"]),
+    (("model.d_model=16",), ["d_model: 32 then, 16 now"]),
+], ids=["split", "head", "modalities", "shape"])
+def test_resuming_into_a_different_run_is_refused(change, expected, interrupted, tmp_path, demo_cache):
+    with pytest.raises(ResumeError) as err:
+        run(tmp_path / "run", demo_cache, *FROZEN_BEST, f"ckpt_path={interrupted / 'checkpoints' / 'last.ckpt'}",
+            *change)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot resume from {interrupted / 'checkpoints' / 'last.ckpt'}")
+    for fragment in expected:
+        assert fragment in msg, msg
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any training
+
+
+def test_resuming_with_another_label_set_is_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    videos = {f"v{i:02d}": {"frames": rng.normal(size=(3, 4))} for i in range(40)}
+    write_store(tmp_path / "store", {"frames": ModalitySpec(dim=4)}, videos)
+    labels = {v: "ab"[i % 2] for i, v in enumerate(videos)}
+    first = write_labels(tmp_path / "first.csv", labels)
+    renamed = write_labels(tmp_path / "renamed.csv", {v: {"a": "a", "b": "c"}[c] for v, c in labels.items()})
+    common = ["data=store", f"data.store={tmp_path / 'store'}", "fusion=concat_mlp", "model.d_model=8",
+              "fusion.hidden=8", "model.classifier_hidden=8", "trainer.max_epochs=1"]
+    train(load_config(train_overrides(tmp_path / "run1", tmp_path / "cache", *common, f"data.labels={first}")))
+    with pytest.raises(ResumeError, match=r"classes: \['a', 'b'\] then, \['a', 'c'\] now"):
+        train(load_config(train_overrides(tmp_path / "run2", tmp_path / "cache", *common, f"data.labels={renamed}",
+                                          f"ckpt_path={tmp_path / 'run1'}", "trainer.max_epochs=2")))
+
+
+def test_resuming_with_a_changed_learning_rate_goes_on_and_says_so(interrupted, tmp_path, demo_cache, caplog):
+    with caplog.at_level("WARNING", logger="vemo.resume"):
+        metrics = run(tmp_path / "run", demo_cache, *FROZEN_BEST, "model.lr=1e-3",
+                      f"ckpt_path={interrupted / 'checkpoints' / 'last.ckpt'}")
+    assert metrics["epochs"] == EPOCHS
+    assert "resuming with a changed setting: model.lr: 0.003 then, 0.001 now" in caplog.text
+
+
+def test_checkpoints_record_the_split(frozen_baseline):
+    run_dir, _ = frozen_baseline
+    record = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["vemo_run"]
+    assert record["split_source"] == {"split_seed": 0, "split_fractions": [0.7, 0.1, 0.2]}
+    assert sum(len(ids) for ids in record["split_ids"].values()) == 480
+    assert not set(record["split_ids"]["train"]) & set(record["split_ids"]["test"])
+
+
+def test_checkpoints_from_before_the_classifier_rename_still_load(baseline, tmp_path):
+    _, metrics = baseline
+    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    old = dict(ckpt, state_dict={k.replace("classifier.", "head.", 1): v for k, v in ckpt["state_dict"].items()})
+    hp = dict(ckpt["hyper_parameters"])
+    old["hyper_parameters"] = {**{k: v for k, v in hp.items() if not k.startswith("classifier_")},
+                               "head_hidden": hp["classifier_hidden"], "head_dropout": hp["classifier_dropout"]}
+    torch.save(old, tmp_path / "old.ckpt")
+    now = VideoClassifier.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu").eval()
+    then = VideoClassifier.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu").eval()
+    assert then.hparams.classifier_hidden == now.hparams.classifier_hidden == 64
+    for key, value in now.state_dict().items():
+        assert torch.equal(value, then.state_dict()[key]), key
 
 
 # ---------------------------------------------------------------- errors before any training

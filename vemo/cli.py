@@ -65,7 +65,12 @@ def describe(exc: BaseException) -> tuple[str, int, bool]:
                     f"{', '.join(exc.options)}"), 2, True
         return one_line(str(exc)), 2, True
     if isinstance(exc, ConfigCompositionException):
-        return one_line(str(exc)), 2, True
+        text = str(exc)
+        if text.startswith("Could not override '") and "use +" in text:  # a key the config does not have
+            key = text.split("'")[1]
+            return (f"{key} is not an option of this command's config (a typo?); to add a new key anyway, "
+                    f"write +{text.rsplit('use +', 1)[1].strip()}"), 2, True
+        return one_line(text), 2, True
     if isinstance(exc, MissingMandatoryValue):
         key = getattr(exc, "full_key", None) or "an option"
         return f"{key} is required and has no default: give it on the command line ({key}=...)", 1, True
@@ -73,8 +78,8 @@ def describe(exc: BaseException) -> tuple[str, int, bool]:
         key = getattr(exc, "full_key", None)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return one_line(f"{key}: {first}" if key and key not in first else first), 1, True
-    import torch
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # never imported just to classify an error
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return ("out of memory on the device: lower data.batch_size or data.max_len, or model.d_model"), 1, True
     return one_line(f"unexpected {type(exc).__name__}: {exc}"), 1, False
 

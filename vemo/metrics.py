@@ -31,9 +31,9 @@ def per_class_f1(num_classes: int, multilabel: bool):
 
 
 def validation_metrics(multilabel: bool) -> list[str]:
-    """Every metric validation logs, by name (what ``monitor`` may choose)."""
+    """Every metric validation logs, by name (what ``monitor`` may choose); val/videos is the count evaluated."""
     names = list(scalar_metrics(2, multilabel).keys(keep_base=True))
-    return [f"val/{n}" for n in names] + ["val/loss"]
+    return [f"val/{n}" for n in names] + ["val/loss", "val/videos"]
 
 
 def default_monitor(multilabel: bool) -> str:

@@ -36,8 +36,11 @@ def number_in(v: Any, key: str, low: float, high: float, high_open: bool = True,
     """``v`` is a finite number in [low, high) (or the bounds ``*_open`` say)."""
     ok = _is_number(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
     if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ConfigError(f"{key} must be a number in {interval}, got {v!r}")
+        if high == math.inf:
+            wanted = f"a number {'>' if low_open else '>='} {low:g}"
+        else:
+            wanted = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{key} must be {wanted}, got {v!r}")
 
 
 def seed(v: Any, key: str) -> None:

@@ -29,8 +29,9 @@ def create(name: str, *, modalities: Sequence[str], d_model: int, **options: Any
                               f"its options: {', '.join(own) or '(none)'}")
     try:
         return factory(modalities=modalities, d_model=d_model, **options)
-    except (TypeError, ValueError) as e:  # an unknown option or a bad value in the fusion config
-        raise ConfigError(f"fusion head {name!r}: {e}") from None
+    except (TypeError, ValueError) as e:  # a bad value in the fusion config
+        message = str(e).removeprefix(f"{name}: ")
+        raise ConfigError(f"fusion head {name!r}: {message}") from None
 
 
 def names() -> list[str]:
