@@ -218,10 +218,12 @@ def test_resume_in_the_same_run_folder_matches_an_uninterrupted_run(baseline, ru
 @pytest.mark.parametrize("change,expected", [
     (("data.split_seed=1",), ["the data split differs (data.split_seed=0", "then, data.split_seed=1",
                               "test videos now were training videos then"]),
-    (("fusion=concat_mlp", "fusion.hidden=64"), ["fusion.name: 'gated' then, 'concat_mlp' now"]),
-    (("data.modalities=[audio,frames]",), ["modality_dims.faces: 768 then, None now"]),
-    (("model.d_model=16",), ["d_model: 32 then, 16 now"]),
-], ids=["split", "head", "modalities", "shape"])
+    (("fusion=concat_mlp", "fusion.hidden=64"), ["fusion head: gated then, concat_mlp now"]),
+    (("fusion.hidden=32",), ["fusion.hidden: 64 then, 32 now"]),
+    (("data.modalities=[audio,frames]",), ["modalities: ['audio', 'faces', 'frames', 'speech', 'text'] then, "
+                                           "['audio', 'frames'] now"]),
+    (("model.d_model=16",), ["model.d_model: 32 then, 16 now"]),
+], ids=["split", "head", "head-option", "modalities", "shape"])
 def test_resuming_into_a_different_run_is_refused(change, expected, interrupted, tmp_path, demo_cache):
     with pytest.raises(ResumeError) as err:
         run(tmp_path / "run", demo_cache, *FROZEN_BEST, f"ckpt_path={interrupted / 'checkpoints' / 'last.ckpt'}",

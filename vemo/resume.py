@@ -76,7 +76,7 @@ def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mappin
     checkpoint = load_checkpoint(path)
     saved_hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint.get("hyper_parameters") or {}).items()}
     now_hp = dict(hparams)
-    problems = [d for key in SHAPING_HPARAMS for d in differences(key, saved_hp.get(key), now_hp.get(key))]
+    problems = model_differences(saved_hp, now_hp)
     changed = [d for key in sorted(set(saved_hp) | set(now_hp))
                if key not in SHAPING_HPARAMS and key != "class_counts"
                for d in differences(f"model.{key}", saved_hp.get(key), now_hp.get(key))]
@@ -97,6 +97,28 @@ def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mappin
     for change in changed:
         log.warning("resuming with a changed setting: %s", change)
     return changed
+
+
+def model_differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs in the hyperparameters that shape the model, said the way a user set them."""
+    out = []
+    then_dims, now_dims = dict(then.get("modality_dims") or {}), dict(now.get("modality_dims") or {})
+    if set(then_dims) != set(now_dims):
+        out.append(f"modalities: {sorted(then_dims)} then, {sorted(now_dims)} now")
+    else:
+        out += differences("feature dims", then_dims, now_dims)
+    then_fusion, now_fusion = dict(then.get("fusion") or {}), dict(now.get("fusion") or {})
+    if then_fusion.get("name") != now_fusion.get("name"):
+        out.append(f"fusion head: {then_fusion.get('name')} then, {now_fusion.get('name')} now")
+    else:
+        out += differences("fusion", then_fusion, now_fusion)
+    out += differences("classes", then.get("classes"), now.get("classes"))
+    if bool(then.get("multilabel")) != bool(now.get("multilabel")):
+        kind = {False: "single-label", True: "multi-label"}
+        out.append(f"labels: {kind[bool(then.get('multilabel'))]} then, {kind[bool(now.get('multilabel'))]} now")
+    for key in ("d_model", "classifier_hidden"):
+        out += differences(f"model.{key}", then.get(key), now.get(key))
+    return out
 
 
 def split_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
