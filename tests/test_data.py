@@ -528,6 +528,16 @@ def test_split_folder_is_used(dm_store, tmp_path):
     assert dm.split_ids == {"train": ids[:40], "val": ids[40:50], "test": ids[50:]}
 
 
+def test_videos_in_no_split_file_are_counted(dm_store, tmp_path):
+    ids = FeatureStore(dm_store).ids
+    (tmp_path / "train.txt").write_text("\n".join(ids[:40]))
+    (tmp_path / "val.txt").write_text("\n".join(ids[40:50]))
+    (tmp_path / "test.txt").write_text("\n".join(ids[50:55]))
+    with pytest.warns(UserWarning, match=f"5 of 60 videos with features and labels are in no split file .* {ids[55]}"):
+        dm = _dm(dm_store, splits=tmp_path)
+    assert len(dm.split_ids["test"]) == 5
+
+
 @pytest.fixture
 def poisoned_store(dm_store, tmp_path):
     root = tmp_path / "poisoned"

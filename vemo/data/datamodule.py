@@ -109,6 +109,10 @@ class FeatureDataModule(L.LightningDataModule):
         if self.splits_path:
             listed = read_split_dir(self.splits_path)
             split = restrict_to_available(listed, usable, str(self.store_path))
+            unlisted = usable - {vid for ids in listed.values() for vid in ids}
+            if unlisted:
+                warnings.warn(f"{len(unlisted)} of {len(usable)} videos with features and labels are in no split "
+                              f"file of {self.splits_path} and are not used (e.g. {', '.join(sorted(unlisted)[:3])})")
             self.split_source = {"files": str(self.splits_path.resolve())}
             self._split_origin = {name: f"{self.splits_path / (name + '.txt')} ({len(listed[name])} ids listed, "
                                         f"{len(split[name])} with features and labels)" for name in SPLITS}
