@@ -18,11 +18,6 @@ from typing import Callable, Iterator, Sequence
 
 from vemo.errors import VemoError
 
-log = logging.getLogger("vemo")
-
-# Hydra's own flags: with any of them the command line is Hydra's business (help, --cfg, multirun, ...)
-_HYDRA_FLAG = "-"
-
 
 def debug_requested() -> bool:
     """``VEMO_DEBUG=1`` in the environment, or ``hydra.verbose`` inside a Hydra run."""
@@ -131,7 +126,7 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
     before Hydra creates a run folder. Command lines with Hydra flags (``--help``, ``--cfg``,
     ``-m``) are left to Hydra.
     """
-    if any(a.startswith(_HYDRA_FLAG) for a in argv):
+    if any(a.startswith("-") for a in argv):  # Hydra's own flags: --help, --cfg, -m, ...
         return
     from vemo.config import load_config
     with reported_errors():
