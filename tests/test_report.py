@@ -12,7 +12,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from vemo.report import TrialResult, is_fraction, leave_one_out, main, summarize, write_report
+from vemo.report import is_fraction, leave_one_out, main, summarize, write_report
+from vemo.studies import RECORD_ATTR, TrialRecord, write_record
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,19 +32,19 @@ VAL = {  # validation prefers concat_mlp on audio+frames, although gated tests b
 }
 
 
-def hand_made_results() -> list[TrialResult]:
+def hand_made_results() -> list[TrialRecord]:
     out, n = [], 0
     for (mods, head), accs in ACC.items():
         for seed, acc in enumerate(accs):
             val = VAL.get((mods, head), [0.5, 0.5, 0.5])[seed]
-            out.append(TrialResult(number=n, state="COMPLETE", modalities=mods, head=head, seed=seed, value=val,
+            out.append(TrialRecord(number=n, state="COMPLETE", modalities=list(mods), fusion=head, seed=seed, value=val,
                                    metrics={"test/acc": acc, "test/f1_macro": acc - 0.1, "best_val": val},
                                    objective_metric="val/acc", name=f"{n:04d}_{head}"))
             n += 1
     # neither a failed nor a pruned trial may enter the table
-    out.append(TrialResult(number=n, state="FAIL", modalities=("audio", "frames"), head="gated", seed=9,
+    out.append(TrialRecord(number=n, state="FAIL", modalities=["audio", "frames"], fusion="gated", seed=9,
                            reason="FloatingPointError: train loss is nan"))
-    out.append(TrialResult(number=n + 1, state="PRUNED", modalities=("audio",), head="gated", seed=9,
+    out.append(TrialRecord(number=n + 1, state="PRUNED", modalities=["audio"], fusion="gated", seed=9,
                            metrics={"test/acc": 0.0}))
     return out
 
@@ -66,8 +67,8 @@ def test_summarize_mean_std_best_and_order():
 
 
 def test_summarize_single_value_has_no_std_and_loss_is_minimized():
-    results = [TrialResult(0, "COMPLETE", ("frames",), "gated", value=0.1, metrics={"test/loss": 1.2}),
-               TrialResult(1, "COMPLETE", ("audio",), "gated", value=0.1, metrics={"test/loss": 0.9})]
+    results = [TrialRecord(0, "COMPLETE", ["frames"], "gated", value=0.1, metrics={"test/loss": 1.2}),
+               TrialRecord(1, "COMPLETE", ["audio"], "gated", value=0.1, metrics={"test/loss": 0.9})]
     rows = summarize(results, "test/loss")
     assert all(r.std is None for r in rows)
     assert [r.modalities for r in rows if r.best] == [("audio",)]
@@ -166,6 +167,129 @@ def test_report_of_an_hparams_study(tmp_path):
     assert [r["trial"] for r in rows][:3] == ["1", "2", "0"] and rows[-1]["state"] == "FAIL"
 
 
-def test_report_refuses_a_folder_that_is_no_sweep(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 1
-    assert "not a sweep folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the study's direction
+def minimize_study(sweep_dir: Path, kind: str = "ablation") -> optuna.Study:
+    """A study that minimized ``val/brier`` (a name that says nothing about its direction): lower is better,
+    also for its test counterpart ``test/brier``."""
+    sweep_dir.mkdir()
+    study = optuna.create_study(study_name="low", storage=f"sqlite:///{sweep_dir / 'study.db'}", direction="minimize")
+    for key, value in (("kind", kind), ("metric", "val/brier"), ("modalities", ["audio", "frames"]),
+                       ("heads", ["gated"])):
+        study.set_user_attr(key, value)
+    dists = {"model.lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    for i, (mods, val, test) in enumerate([(["audio"], 0.30, 0.35), (["frames"], 0.10, 0.12),
+                                           (["audio", "frames"], 0.20, 0.22)]):
+        record = TrialRecord(number=i, state="COMPLETE", modalities=mods, fusion="gated", seed=0, value=val,
+                             objective_metric="val/brier", metrics={"best_val": val, "test/brier": test},
+                             overrides=[f"model.lr={1e-3 * (i + 1)}", "run_name=x"], grid_key=f"{'+'.join(mods)}|gated")
+        study.add_trial(create_trial(params={"model.lr": 1e-3 * (i + 1)}, distributions=dists, value=val,
+                                     user_attrs={RECORD_ATTR: record.to_dict()}))
+    return study
+
+
+def test_a_minimized_study_reports_its_minimum(tmp_path):
+    minimize_study(tmp_path / "low")
+    report = write_report(tmp_path / "low")
+    assert report["direction"] == "minimize" and report["metric"] == "test/brier"  # the default: test counterpart
+    best = [r for r in report["rows"] if r.best]
+    chosen = [r for r in report["rows"] if r.chosen]
+    assert [r.modalities for r in best] == [("frames",)] and [r.modalities for r in chosen] == [("frames",)]
+    md = report["files"]["markdown"].read_text()
+    assert "`val/brier`, minimize" in md and "lower is better" in md and "**gated on frames**" in md
+    # leave-one-out: frames alone (0.12) beats audio+frames (0.22), so removing audio helped: a negative drop
+    loo = {r.modality: r.drop for r in report["loo"]}
+    assert loo["audio"] == pytest.approx(-(0.22 - 0.12)) and loo["frames"] == pytest.approx(0.35 - 0.22)
+
+
+def test_a_minimized_hparams_study_ranks_the_lowest_first(tmp_path):
+    minimize_study(tmp_path / "low", kind="hparams")
+    report = write_report(tmp_path / "low")
+    with open(tmp_path / "low" / "report.csv", newline="") as f:
+        assert [r["trial"] for r in csv.DictReader(f)] == ["1", "2", "0"]
+    assert "Best trial (bold, chosen by `val/brier`): #1" in report["files"]["markdown"].read_text()
+
+
+def test_without_test_metrics_the_report_shows_the_objective_and_says_so(tmp_path):
+    """Trials run with test=false have no test/* metric: the tables show the validation objective."""
+    sweep_dir = tmp_path / "untested"
+    for r in hand_made_results()[:6]:
+        r.metrics = {"best_val": r.value}
+        write_record(r, trial_dir=sweep_dir / "trials" / f"{r.number:04d}")
+    report = write_report(sweep_dir)
+    assert report["metric"] == report["objective"] == "val/acc"
+    md = report["files"]["markdown"].read_text()
+    assert "test=false" in md and "validation objective" in md
+    assert [r.modalities for r in report["rows"] if r.best] == [("audio", "frames")]
+
+
+def test_records_written_now_read_back_the_same(tmp_path):
+    """The trial.json the sweep writes today (one flat record) gives the same table as the older nested one."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_trial_records(old)
+    (new / "trials").mkdir(parents=True)
+    (new / "sweep.json").write_text((old / "sweep.json").read_text())
+    for r in hand_made_results():
+        r.study = "handmade"
+        write_record(r, trial_dir=new / "trials" / f"{r.number:04d}_{r.head}")
+    a, b = write_report(old), write_report(new)
+    assert [(g.modalities, g.head, g.values, g.best, g.chosen) for g in a["rows"]] == \
+        [(g.modalities, g.head, g.values, g.best, g.chosen) for g in b["rows"]]
+
+
+# ---------------------------------------------------------------- user errors
+def report_args(case: str, d: Path) -> list[str]:
+    """The command line of an error case, after making what it needs under ``d``."""
+    if case == "missing folder":
+        return [str(d / "nowhere")]
+    if case == "no sweep":
+        return [str(d)]
+    if case == "unknown metric":
+        write_trial_records(d / "s")
+        return [str(d / "s"), "--metric", "test/nope"]
+    if case in ("several studies", "unknown study"):
+        url = f"sqlite:///{d / 'two.db'}"
+        for name in ("a", "b"):
+            optuna.create_study(study_name=name, storage=url)
+        return [str(d), "--storage", url, *(["--study", "c"] if case == "unknown study" else [])]
+    if case == "bad storage URL":
+        return [str(d), "--storage", "nosuchdb://x/y"]
+    if case == "missing SQLite file":
+        return [str(d), "--storage", f"sqlite:///{d / 'missing.db'}"]
+    if case == "broken trial.json":
+        (d / "trials" / "0").mkdir(parents=True)
+        (d / "trials" / "0" / "trial.json").write_text("{")
+        return [str(d)]
+    raise AssertionError(case)
+
+
+REPORT_ERRORS = {  # case: what the message says; all exit 1
+    "missing folder": "nowhere is not a folder",
+    "no sweep": "holds no study.db, sweep.json or trials/*/trial.json: not a sweep folder",
+    "unknown metric": "metric test/nope: no completed trial recorded it; choose one of best_val, test/acc, "
+                      "test/f1_macro, val/acc",
+    "several studies": "holds 2 studies (a, b): name one with --study",
+    "unknown study": "study 'c': the storage",
+    "bad storage URL": "storage nosuchdb://x/y cannot be opened",
+    "missing SQLite file": "missing.db: no such SQLite file",
+    "broken trial.json": "trial.json is not valid JSON",
+}
+
+
+@pytest.mark.parametrize("case", REPORT_ERRORS)
+def test_report_errors_are_one_line_with_exit_code_1(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VEMO_DEBUG", raising=False)
+    message = REPORT_ERRORS[case]
+    assert main(report_args(case, tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "missing.db").exists()  # reading a report never creates a database
+
+
+def test_report_usage_errors_exit_2(tmp_path, capsys):
+    for argv in ([], [str(tmp_path), "--online"], [str(tmp_path), "--no-such-flag"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    assert "usage:" in capsys.readouterr().err

@@ -15,16 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
-from omegaconf import OmegaConf
-from optuna.trial import TrialState
+from omegaconf import OmegaConf, open_dict
 
 from vemo.config import load_config
-from vemo.study import open_storage
+from vemo.errors import ConfigError
+from vemo.studies import TrialRecord, open_storage, write_record
 from vemo.sweep import cpu_count, sweep
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,13 +51,22 @@ def sweep_args(root: Path, cache: Path, study: str, *extra: str, train=(), kind:
             f"train_overrides={hydra_list([*TINY, *train])}", *extra]
 
 
-def trials_of(sweep_dir: Path, study: str, storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
+def trials_of(sweep_dir: Path, study: str, storage: str | None = None) -> list[TrialRecord]:
+    """The study's trials as the records the sweep keeps (state, value and params from Optuna)."""
+    return [TrialRecord.from_trial(t) for t in frozen_trials_of(sweep_dir, study, storage)]
+
+
+def frozen_trials_of(sweep_dir: Path, study: str, storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
     url = storage or f"sqlite:///{sweep_dir / 'study.db'}"
     return optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
 
 
-def grid_keys(trials, state=TrialState.COMPLETE) -> list[str]:
-    return sorted(t.user_attrs["grid_key"] for t in trials if t.state == state)
+def grid_keys(records, state="COMPLETE") -> list[str]:
+    return sorted(r.grid_key for r in records if r.state == state)
+
+
+def trial_json(record: TrialRecord) -> dict:
+    return json.loads((Path(record.run_dir) / "trial.json").read_text())
 
 
 def wandb_records(path: Path):
@@ -135,15 +143,17 @@ def test_ablation_runs_every_subset_head_and_seed(ablation):
     assert grid_keys(trials) == sorted(f"{m}|{h}|seed=0" for m in ("audio", "frames", "audio+frames")
                                        for h in ("concat_mlp", "gated"))
     for t in trials:
-        assert t.value == t.user_attrs["metrics"]["best_val"]  # the objective: best val/acc, not a test metric
-        assert 0 <= t.user_attrs["metrics"]["test/acc"] <= 1 and "test/f1_macro" in t.user_attrs["metrics"]
-        assert t.user_attrs["objective_metric"] == "val/acc"
-        cfg = OmegaConf.load(Path(t.user_attrs["run_dir"]) / "config.yaml")  # the run really got its grid point
-        assert cfg.fusion.name == t.user_attrs["fusion"]
-        assert sorted(cfg.data.modalities) == t.user_attrs["modalities"] and cfg.seed == 0
+        assert t.value == t.metrics["best_val"]  # the objective: best val/acc, not a test metric
+        assert 0 <= t.metrics["test/acc"] <= 1 and "test/f1_macro" in t.metrics
+        assert t.objective_metric == "val/acc"
+        cfg = OmegaConf.load(Path(t.run_dir) / "config.yaml")  # the run really got its grid point
+        assert cfg.fusion.name == t.fusion
+        assert sorted(cfg.data.modalities) == t.modalities and cfg.seed == 0
         assert cfg.trainer.max_epochs == 1  # the sweep's train_overrides come after the kind's defaults
-        assert Path(t.user_attrs["run_dir"]).parent == sweep_dir / "trials"
-        assert Path(t.user_attrs["run_dir"]).name.startswith(f"{t.number:04d}_{t.user_attrs['fusion']}-")
+        assert cfg.monitor_mode == "max"  # the study's direction chooses each trial's checkpoint
+        assert Path(t.run_dir).parent == sweep_dir / "trials"
+        assert Path(t.run_dir).name.startswith(f"{t.number:04d}_{t.fusion}-")
+        assert trial_json(t) == json.loads(json.dumps(t.to_dict()))  # one record: the study's and trial.json agree
 
 
 def test_trial_records_reproduce_the_run(ablation):
@@ -226,62 +236,189 @@ def test_resume_after_a_trial_limit_skips_finished_trials(tmp_path, demo_cache):
     sweep([*args, "max_trials=2"])
     sweep_dir = tmp_path / "sweeps" / "limit"
     first = trials_of(sweep_dir, "limit")
-    assert [t.state for t in first] == [TrialState.COMPLETE] * 2
-    stamps = {t.number: (Path(t.user_attrs["run_dir"]) / "metrics.json").stat().st_mtime_ns for t in first}
+    assert [t.state for t in first] == ["COMPLETE"] * 2
+    stamps = {t.number: (Path(t.run_dir) / "metrics.json").stat().st_mtime_ns for t in first}
     summary = sweep(args)
     trials = trials_of(sweep_dir, "limit")
     assert summary["states"] == {"COMPLETE": 3} and [t.number for t in trials] == [0, 1, 2]
     assert len(set(grid_keys(trials))) == 3
     for t in first:  # the finished trials were not run again
-        assert (Path(t.user_attrs["run_dir"]) / "metrics.json").stat().st_mtime_ns == stamps[t.number]
+        assert (Path(t.run_dir) / "metrics.json").stat().st_mtime_ns == stamps[t.number]
 
 
-def test_ctrl_c_stops_cleanly_and_the_next_start_resumes(tmp_path, demo_cache, subprocess_env):
-    args = sweep_args(tmp_path, demo_cache, "interrupt", "sweep.modalities=[frames,audio]", "sweep.heads=[gated]",
-                      train=["logger=csv", "data.num_videos=480", "trainer.max_epochs=4"])
-    sweep_dir = tmp_path / "sweeps" / "interrupt"
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes ``pid`` spawned (multiprocessing's resource tracker is not one)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace") if ppid == pid else ""
+        except (OSError, IndexError, ValueError):
+            continue
+        if "spawn_main" in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# (signal, n_jobs, the trials training when it comes: each has written the checkpoint of its first epoch)
+STOPS = [("SIGINT", 1, ["0000"]), ("SIGTERM", 1, ["0001"]), ("SIGTERM", 2, ["0000", "0001"])]
+
+
+@pytest.mark.parametrize("signame,n_jobs,training", STOPS, ids=[f"{s}-n_jobs={n}" for s, n, _ in STOPS])
+def test_a_stop_signal_records_the_running_trials_and_the_next_start_resumes(signame, n_jobs, training, tmp_path,
+                                                                              demo_cache, subprocess_env):
+    """Ctrl-C or SIGTERM to the main process (``kill PID``, a job scheduler): every running trial is recorded
+    as interrupted, the report is written, the command that resumes is printed, the exit code is 128 + the
+    signal, and no worker process outlives the sweep. The same command then runs only what is missing.
+    SIGTERM with n_jobs=1: trial 0 finished, trial 1 is stopped; with n_jobs=2 both trials are stopped, one in
+    each worker process (with a heartbeat every 1 s and a grace period of 2 s: they are not failed as stale)."""
+    signum = getattr(signal, signame)
+    study = f"stop_{signame.lower()}_{n_jobs}"
+    args = sweep_args(tmp_path, demo_cache, study, "sweep.modalities=[frames]", "sweep.heads=[concat_mlp,gated]",
+                      f"n_jobs={n_jobs}", "heartbeat_interval=1", "grace_period=2",
+                      train=["logger=csv", "data.num_videos=480", "trainer.max_epochs=8"])
+    sweep_dir = tmp_path / "sweeps" / study
     # as from a terminal: a CI job started in the background inherits SIGINT ignored, and Python then
     # never installs its Ctrl-C handler in the child
     proc = subprocess.Popen([sys.executable, "-m", "vemo.sweep", *args], env=subprocess_env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
-    while not list(sweep_dir.glob("trials/0001_*/trial.json")) and time.time() < deadline and proc.poll() is None:
+    while (not all(list(sweep_dir.glob(f"trials/{n}_*/checkpoints/last.ckpt")) for n in training)
+           and time.time() < deadline and proc.poll() is None):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    workers = worker_pids(proc.pid)
+    assert proc.poll() is None and len(workers) == (n_jobs if n_jobs > 1 else 0), proc.communicate()[1][-3000:]
+    proc.send_signal(signum)  # to the main process alone
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
-    assert "Ctrl-C" in err and "resume" in err and "python -m vemo.sweep" in err
-    trials = trials_of(sweep_dir, "interrupt")
-    assert not [t for t in trials if t.state == TrialState.RUNNING]  # the study was left consistent
-    stopped = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(stopped) == 1 and stopped[0].user_attrs["interrupted"] and "interrupted" in stopped[0].user_attrs["fail_reason"]
-    assert json.loads((Path(stopped[0].user_attrs["run_dir"]) / "trial.json").read_text())["state"] == "FAIL"
-    done_before = grid_keys(trials)
+    assert proc.returncode == 128 + signum, err[-3000:]
+    assert ("Ctrl-C" if signame == "SIGINT" else "SIGTERM") in err and "resume" in err and "python -m vemo.sweep" in err
+    assert "Traceback" not in err, err[-3000:]
+    deadline = time.time() + 10
+    while any(map(alive, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if alive(p)], "worker processes outlived the sweep"
 
-    summary = sweep(args)  # the next start: only what is missing runs
-    trials = trials_of(sweep_dir, "interrupt")
-    assert summary["states"]["COMPLETE"] == 3 and len(set(grid_keys(trials))) == 3
-    assert Counter(grid_keys(trials)) == Counter(set(grid_keys(trials)))  # no grid point ran twice
-    assert len(trials) == len(done_before) + 1 + (3 - len(done_before))
+    trials = trials_of(sweep_dir, study)
+    assert not [t for t in trials if t.state == "RUNNING"]  # the study was left consistent
+    stopped = [t for t in trials if t.state == "FAIL"]
+    done = [t for t in trials if t.state == "COMPLETE"]
+    assert len(stopped) == len(training) and len(done) == int(training[0])  # trials before the stopped ones finished
+    for t in stopped:  # interrupted by the signal, not failed for a late heartbeat
+        assert t.interrupted and not t.crashed and signame in t.reason, t.reason
+        assert trial_json(t)["state"] == "FAIL" and trial_json(t)["interrupted"]
+    assert "interrupted" in (sweep_dir / "report.md").read_text()  # the report was written on the way out
+    if n_jobs == 2:
+        assert len({t.worker for t in stopped}) == 2  # two worker processes ran at once
+        assert {t.worker.split(":")[1] for t in stopped} == {str(p) for p in workers}
+        assert {t.threads for t in stopped} == {max(1, cpu_count() // 2)}
+    if signame == "SIGINT":
+        return  # resuming is the same after either signal (and the Ctrl-C of a terminal reaches every worker)
+    stamps = {t.grid_key: (Path(t.run_dir) / "metrics.json").stat().st_mtime_ns for t in done}
+
+    summary = sweep(args)  # the same command again: only what is missing runs
+    trials = trials_of(sweep_dir, study)
+    assert summary["states"] == {"COMPLETE": 2, "FAIL": len(stopped)}
+    assert grid_keys(trials) == ["frames|concat_mlp|seed=0", "frames|gated|seed=0"]
+    assert len(trials) == 2 + len(stopped)
+    for t in trials:
+        if t.grid_key in stamps and t.state == "COMPLETE":  # the finished trial was not run again
+            assert (Path(t.run_dir) / "metrics.json").stat().st_mtime_ns == stamps[t.grid_key]
 
 
-def test_a_dead_workers_trial_is_rerun(tmp_path, demo_cache):
-    """A RUNNING trial whose heartbeat stopped (its worker was killed) becomes FAIL and is run again."""
+def test_a_stop_signal_waits_for_a_deferred_block_and_a_second_one_is_ignored():
+    from vemo.sweep.signals import Interrupted, deferred_signals, received_signal, stop_signals
+    before = signal.getsignal(signal.SIGTERM)
+    reached = False
+    with stop_signals():
+        with pytest.raises(Interrupted) as stop:
+            with deferred_signals():  # e.g. claiming a trial: it must get its heartbeat first
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                reached = True
+        assert reached and stop.value.signum == signal.SIGTERM and stop.value.exit_code == 143
+        os.kill(os.getpid(), signal.SIGTERM)  # another one while the first is handled: ignored
+        time.sleep(0.05)
+        assert received_signal() == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_heartbeat_keeps_a_long_trial_alive_and_a_dead_ones_record_is_failed(tmp_path):
+    """What a worker does before it claims a trial (heartbeat_interval=1, grace_period=2): a trial whose
+    heartbeat goes on stays RUNNING for longer than the grace period; once it stops, the trial is failed
+    and its trial.json says so."""
+    from vemo.studies import quiet_optuna, record_stale_trial
+    from vemo.sweep.worker import Heartbeat
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", 1, 2, on_stale=record_stale_trial)
+    study = optuna.create_study(study_name="hb", storage=storage)
+    with quiet_optuna():
+        trial = study.ask()
+    record = TrialRecord(number=trial.number, run_dir=str(tmp_path / "trial"))
+    write_record(record, trial, record.run_dir)
+    heartbeat = Heartbeat(storage, trial._trial_id, 1).start()
+    started = time.time()
+    while time.time() - started < 3.5:  # longer than the grace period
+        with quiet_optuna():
+            optuna.storages.fail_stale_trials(study)
+        time.sleep(0.25)
+    assert study.trials[0].state.name == "RUNNING"
+    heartbeat.stop()  # ... its worker dies
+    time.sleep(3.2)
+    with quiet_optuna():
+        optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state.name == "FAIL"
+    dead = json.loads((tmp_path / "trial" / "trial.json").read_text())
+    assert dead["state"] == "FAIL" and "no heartbeat" in dead["reason"]
+
+
+def test_the_trials_of_a_dead_worker_process_are_failed_at_once(tmp_path):
+    """The main process knows when one of its workers died (killed, out of memory): its trial is failed
+    (and rerun on the next start) without waiting for the grace period."""
+    from vemo.sweep.worker import fail_trials_of
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="w", storage=open_storage(url))
+    for worker in ("host:1:w0", "host:2:w1"):
+        trial = study.ask()
+        write_record(TrialRecord(number=trial.number, worker=worker, run_dir=str(tmp_path / worker)), trial,
+                     tmp_path / worker)
+    reason = "its worker process killed by SIGKILL (out of memory?); rerun on the next start"
+    assert fail_trials_of({"storage": url, "study_name": "w"}, "host:1:w0", reason, interrupted=False) == [0]
+    records = trials_of(tmp_path, "w", url)
+    assert [r.state for r in records] == ["FAIL", "RUNNING"] and records[0].reason == reason
+    assert json.loads((tmp_path / "host:1:w0" / "trial.json").read_text())["state"] == "FAIL"
+
+
+def test_a_dead_workers_trial_is_rerun_and_its_record_says_so(tmp_path, demo_cache):
+    """A RUNNING trial whose heartbeat stopped (its worker was killed) becomes FAIL, its trial.json too, and
+    its grid point is run again."""
     args = sweep_args(tmp_path, demo_cache, "dead", "sweep.modalities=[frames]", "sweep.heads=[concat_mlp,gated]",
                       "heartbeat_interval=1", "grace_period=2", train=["logger=csv"])
     sweep([*args, "max_trials=0"])  # creates the study, runs nothing
     sweep_dir = tmp_path / "sweeps" / "dead"
     storage = open_storage(f"sqlite:///{sweep_dir / 'study.db'}", heartbeat_interval=1, grace_period=2)
     study = optuna.load_study(study_name="dead", storage=storage)
+    # as a sweep of an older vemo enqueued its grid points: one user attribute per fact
     study.enqueue_trial({}, user_attrs={"grid_key": "frames|gated|seed=0", "grid_name": "gated-frames-s0",
                                         "modalities": ["frames"], "fusion": "gated", "seed": 0, "split_seed": None})
     with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna notes that vemo runs heartbeats itself
         killed = study.ask()
-    storage.record_heartbeat(killed._trial_id)  # ... and then its worker dies
+    storage.record_heartbeat(killed._trial_id)
+    record = TrialRecord.from_trial(killed)
+    record.run_dir = str(sweep_dir / "trials" / f"{killed.number:04d}_gated-frames-s0")
+    write_record(record, killed, record.run_dir)  # it started ... and then its worker died
+    assert json.loads((Path(record.run_dir) / "trial.json").read_text())["state"] == "RUNNING"
     summary = sweep(args)
     trials = trials_of(sweep_dir, "dead")
-    assert trials[killed.number].state == TrialState.FAIL
+    assert trials[killed.number].state == "FAIL"
+    dead = json.loads((Path(record.run_dir) / "trial.json").read_text())
+    assert dead["state"] == "FAIL" and "no heartbeat" in dead["reason"] and dead["finished"]
     assert grid_keys(trials) == ["frames|concat_mlp|seed=0", "frames|gated|seed=0"]
     assert summary["states"] == {"COMPLETE": 2, "FAIL": 1}
     assert "no heartbeat" in (sweep_dir / "report.md").read_text()
@@ -289,45 +426,179 @@ def test_a_dead_workers_trial_is_rerun(tmp_path, demo_cache):
 
 # ---------------------------------------------------------------- failures
 def test_crashing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, demo_cache):
-    args = sweep_args(tmp_path, demo_cache, "crash", "sweep.modalities=[frames]", "sweep.heads=[nope,concat_mlp]",
-                      train=["logger=csv"])
+    # a modality the demo store does not hold: the trial fails when its data is set up
+    args = sweep_args(tmp_path, demo_cache, "crash", "sweep.modalities=[frames,nosuch]",
+                      "sweep.subsets=[[frames],[nosuch]]", "sweep.heads=[concat_mlp]", train=["logger=csv"])
     summary = sweep(args)
     sweep_dir = tmp_path / "sweeps" / "crash"
     trials = trials_of(sweep_dir, "crash")
     assert summary["states"] == {"FAIL": 1, "COMPLETE": 1}
-    failed = trials[0]
-    assert failed.state == TrialState.FAIL and failed.user_attrs["crashed"]
-    assert "nope" in failed.user_attrs["fail_reason"] and "concat_mlp" in failed.user_attrs["fail_reason"]
-    record = json.loads(next(sweep_dir.glob("trials/0000_*/trial.json")).read_text())
-    assert record["state"] == "FAIL" and "nope" in record["reason"] and record["command"].startswith("python -m vemo.train")
+    assert trials[0].state == "COMPLETE"
+    failed = trials[1]
+    assert failed.state == "FAIL" and failed.crashed and not failed.interrupted
+    assert failed.reason.startswith("ModalityError: ") and "nosuch" in failed.reason, failed.reason
+    record = trial_json(failed)
+    assert record["state"] == "FAIL" and record["reason"] == failed.reason
+    assert record["command"].startswith("python -m vemo.train")
     assert (Path(record["run_dir"]) / "error.txt").is_file()
-    assert trials[1].state == TrialState.COMPLETE
-    assert "nope" in (sweep_dir / "report.md").read_text()
+    assert "nosuch" in (sweep_dir / "report.md").read_text()
 
     assert sweep(args)["states"] == {"FAIL": 1, "COMPLETE": 1}  # a crash is not retried by default
     assert sweep([*args, "retry_failed=true"])["states"] == {"FAIL": 2, "COMPLETE": 1}  # retried once, not in a loop
 
 
 def test_a_trial_with_a_nan_loss_fails_with_its_reason(tmp_path, demo_cache):
-    # model.lr=-1 makes the optimizer refuse at the start of fit; lr=1e9 would give a NaN loss a bit later.
     args = sweep_args(tmp_path, demo_cache, "nanloss", "sweep.modalities=[frames]", "sweep.heads=[concat_mlp]",
                       train=["logger=csv", "model.lr=1e9", "model.warmup_frac=0", "trainer.gradient_clip_val=null",
                              "data.normalize=false"])
     summary = sweep(args)
     trial = trials_of(tmp_path / "sweeps" / "nanloss", "nanloss")[0]
     assert summary["states"] == {"FAIL": 1}
-    assert trial.user_attrs["crashed"] and "FloatingPointError" in trial.user_attrs["fail_reason"], trial.user_attrs
+    assert trial.crashed and trial.reason.startswith("TrainingError: train loss is nan"), trial.reason
 
 
 def test_a_bad_shared_override_fails_before_the_study_starts(tmp_path, demo_cache):
-    with pytest.raises(Exception, match="nonexistent"):
+    with pytest.raises(ConfigError, match="train_overrides.*nonexistent"):
         sweep(sweep_args(tmp_path, demo_cache, "bad", train=["nonexistent.key=1"]))
-    assert not (tmp_path / "sweeps" / "bad" / "study.db").exists()
+    with pytest.raises(ConfigError, match="data.batch_size must be a positive integer"):  # train's own checks
+        sweep(sweep_args(tmp_path, demo_cache, "bad", train=["data.batch_size=0"]))
+    assert not (tmp_path / "sweeps" / "bad").exists()
 
 
 def test_the_objective_must_be_a_validation_metric(tmp_path, demo_cache):
     with pytest.raises(ValueError, match="validation"):
         sweep(sweep_args(tmp_path, demo_cache, "leak", "metric=test/acc"))
+
+
+# ---------------------------------------------------------------- user errors: one line, an exit code
+SETTING_ERRORS = [  # (sweep kind, settings changed, what the message says)
+    ("ablation", {"n_jobs": 0}, "n_jobs must be a positive integer, got 0"),
+    ("ablation", {"n_jobs": "two"}, "n_jobs must be a positive integer, got 'two'"),
+    ("ablation", {"threads_per_job": -1}, "threads_per_job must be a positive integer or null, got -1"),
+    ("ablation", {"metric": "test/acc"}, "metric='test/acc': the objective must be a validation metric"),
+    ("ablation", {"metric": "val/nope"}, "metric=val/nope: validation logs no such metric; choose one of val/acc"),
+    ("ablation", {"direction": "sideways"}, "direction must be maximize, minimize or null (the metric's own)"),
+    ("ablation", {"metric": "val/loss", "direction": "maximize"},
+     "direction=maximize contradicts metric=val/loss: lower is better for it"),
+    ("ablation", {"direction": "minimize"}, "direction=minimize contradicts metric=null (val/acc"),
+    ("ablation", {"report_metric": "acc"}, "report_metric must be a metric name such as test/acc"),
+    ("ablation", {"sweep.kind": "grid"}, "sweep.kind must be one of ablation, hparams, got 'grid'"),
+    ("ablation", {"study_name": "a/b"}, "study_name must be a non-empty name without slashes"),
+    ("ablation", {"grace_period": 3, "heartbeat_interval": 2},
+     "grace_period=3 must be at least twice heartbeat_interval=2"),
+    ("ablation", {"heartbeat_interval": 0}, "heartbeat_interval must be a positive integer, got 0"),
+    ("ablation", {"max_trials": -1}, "max_trials must be an integer >= 0 or null, got -1"),
+    ("ablation", {"retry_failed": "maybe"}, "retry_failed must be true or false, got 'maybe'"),
+    ("ablation", {"storage": "nosuchdb://host/db"}, "storage nosuchdb://host/db cannot be opened"),
+    ("ablation", {"train_overrides": "logger=csv"}, "train_overrides must be a list of override strings"),
+    ("ablation", {"sweep.heads": []}, "sweep.heads must be a non-empty list of names, got []"),
+    ("ablation", {"sweep.heads": ["gated", "gated"]}, "sweep.heads lists a name twice"),
+    ("ablation", {"sweep.heads": ["nope"]},
+     "sweep.heads: nope: the trials' training config does not compose: fusion=nope: there is no such fusion config"),
+    ("ablation", {"sweep.modalities": []}, "sweep.modalities must be a non-empty list of names"),
+    ("ablation", {"sweep.subsets": [["frames", "nosuch"]]},
+     "sweep.subsets name modalities ['nosuch'] that are not in sweep.modalities"),
+    ("ablation", {"sweep.seeds": [-1]}, "sweep.seeds must be a non-empty list of integers in [0, 4294967295]"),
+    ("ablation", {"train_overrides": ["trainer.max_epochs"]},
+     "train_overrides: the trials' training config does not compose"),
+    ("ablation", {"train_overrides": ["data.batch_size=0"]}, "data.batch_size must be a positive integer, got 0"),
+    ("ablation", {"train_overrides": ["trainer=ddp"]}, "trainer.strategy=ddp: a multi-process trainer would relaunch"),
+    ("hparams", {"sweep.search_space": None}, "sweep.search_space is empty: nothing to search"),
+    ("hparams", {"sweep.n_trials": 0}, "sweep.n_trials must be a positive integer, got 0"),
+    ("hparams", {"sweep.search_space": {"model.lr": {"type": "float", "low": 1, "high": 0.1}}},
+     "sweep.search_space.model.lr: needs finite low <= high, got low=1, high=0.1"),
+    ("hparams", {"sweep.search_space": {"model.lr": {"type": "float", "low": 0, "high": 0.1, "log": True}}},
+     "sweep.search_space.model.lr: a log distribution needs low > 0"),
+    ("hparams", {"sweep.search_space": {"model.lr": {"type": "beta"}}},
+     "sweep.search_space.model.lr: needs type float, int or categorical"),
+    ("hparams", {"sweep.search_space": {"model.nope": {"type": "int", "low": 1, "high": 2}}},
+     "sweep.search_space: the trials' training config does not compose: model.nope is not an option"),
+    ("hparams", {"sweep.search_space": {"fusion": {"type": "categorical", "choices": ["gated", "nope"]}}},
+     "sweep.search_space.fusion: nope: the trials' training config does not compose: fusion=nope"),
+    ("hparams", {"sweep.sampler._target_": "optuna.samplers.NoSampler"}, "sweep.sampler cannot be created"),
+]
+
+
+@pytest.fixture(scope="module")
+def sweep_configs():
+    return {kind: load_config([f"sweep={kind}", "paths.runs_dir=/nonexistent/runs"], config_name="sweep")
+            for kind in ("ablation", "hparams")}
+
+
+@pytest.mark.parametrize("kind,changes,message", SETTING_ERRORS,
+                         ids=[" ".join(f"{k}={v}" for k, v in c[1].items()) for c in SETTING_ERRORS])
+def test_a_bad_setting_is_refused_naming_the_option(kind, changes, message, sweep_configs):
+    from vemo.sweep.runner import check_sweep
+    from vemo.sweep.settings import resolve_settings
+    cfg = sweep_configs[kind].copy()
+    with open_dict(cfg):
+        for key, value in changes.items():
+            OmegaConf.update(cfg, key, value, merge=False)
+    with pytest.raises(ConfigError) as error:
+        check_sweep(resolve_settings(cfg))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+COMMAND_ERRORS = [  # (command line, what the message says, exit code)
+    (["n_jobs=0"], "n_jobs must be a positive integer, got 0", 1),
+    (["sweep.heads=[nope]"], "sweep.heads: nope: the trials' training config does not compose", 1),
+    (['train_overrides=["nonexistent.key=1"]'], "train_overrides: the trials' training config does not compose: "
+                                                "nonexistent.key is not an option", 1),
+    (["storage=nosuchdb://host/db"], "storage nosuchdb://host/db cannot be opened", 1),
+    (["sweep=hparams", "~sweep.search_space"], "sweep.search_space is empty", 1),
+    (["sweep=nope"], "sweep=nope: there is no such sweep config; choose one of: ablation, hparams", 2),
+    (["n_jobs=[1"], "cannot parse the override 'n_jobs=[1'", 2),
+    (["no_such_option=1"], "no_such_option", 2),
+]
+
+
+@pytest.mark.parametrize("overrides,message,code", COMMAND_ERRORS, ids=[" ".join(c[0]) for c in COMMAND_ERRORS])
+def test_a_bad_command_line_is_one_line_and_an_exit_code(overrides, message, code, tmp_path, monkeypatch, capsys):
+    """python -m vemo.sweep, in this process: refused before Hydra starts, so no sweep folder is made."""
+    from vemo.sweep.cli import main
+    monkeypatch.delenv("VEMO_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["vemo.sweep", f"paths.runs_dir={tmp_path}", *overrides])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == code, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_vemo_debug_prints_the_traceback(tmp_path, monkeypatch, capsys):
+    from vemo.sweep.cli import main
+    monkeypatch.setenv("VEMO_DEBUG", "1")
+    monkeypatch.setattr(sys, "argv", ["vemo.sweep", f"paths.runs_dir={tmp_path}", "n_jobs=0"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "Traceback" in err and "error: n_jobs must be a positive integer" in err
+
+
+def test_hydra_verbose_prints_the_traceback(tmp_path, monkeypatch, capsys):
+    from vemo.sweep.cli import main
+    monkeypatch.setenv("VEMO_DEBUG", "")  # main() sets it for hydra.verbose=true; restored after the test
+    monkeypatch.setattr(sys, "argv", ["vemo.sweep", f"paths.runs_dir={tmp_path}", "n_jobs=0", "hydra.verbose=true"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "Traceback" in err and "error: n_jobs must be a positive integer" in err
+
+
+def test_the_commands_report_errors_in_one_line(tmp_path, subprocess_env):
+    """The real commands: one line on stderr, no traceback, exit code 1, no sweep folder."""
+    env = {**subprocess_env, "VEMO_DEBUG": ""}
+    proc = subprocess.run([sys.executable, "-m", "vemo.sweep", f"paths.runs_dir={tmp_path}", "grace_period=1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.startswith("error: grace_period=1 must be at least twice heartbeat_interval=2")
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "sweeps").exists()
+    proc = subprocess.run([sys.executable, "-m", "vemo.report", str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: ") and "not a sweep folder" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
 
 
 # ---------------------------------------------------------------- hyperparameter studies
@@ -341,40 +612,26 @@ def test_hparams_study_samples_overrides_and_prunes(tmp_path, demo_cache):
                       kind="hparams", train=["trainer.max_epochs=2"])
     summary = sweep(args)
     sweep_dir = tmp_path / "sweeps" / "search"
+    frozen = frozen_trials_of(sweep_dir, "search")
     trials = trials_of(sweep_dir, "search")
-    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert [t.state for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
     pruned = trials[1]
-    assert pruned.intermediate_values and min(pruned.intermediate_values) == 0  # reported after epoch 0
-    assert "pruned at epoch 0" in pruned.user_attrs["prune_reason"]
-    assert json.loads((Path(pruned.user_attrs["run_dir"]) / "trial.json").read_text())["state"] == "PRUNED"
-    for t in trials:
+    assert frozen[1].intermediate_values and min(frozen[1].intermediate_values) == 0  # reported after epoch 0
+    assert "pruned at epoch 0" in pruned.reason
+    assert trial_json(pruned)["state"] == "PRUNED" and trial_json(pruned)["params"] == pruned.params
+    for t, f in zip(trials, frozen):
         assert set(t.params) == {"model.lr", "fusion", "model.d_model"}
-        cfg = OmegaConf.load(Path(t.user_attrs["run_dir"]) / "config.yaml")
-        assert cfg.model.lr == pytest.approx(t.params["model.lr"]) and cfg.fusion.name == t.params["fusion"]
+        cfg = OmegaConf.load(Path(t.run_dir) / "config.yaml")
+        assert cfg.model.lr == pytest.approx(t.params["model.lr"]) and cfg.fusion.name == t.params["fusion"] == t.fusion
         assert cfg.model.d_model == t.params["model.d_model"] and cfg.trainer.max_epochs == 2
-        if t.state == TrialState.COMPLETE:
-            assert sorted(t.intermediate_values) == [0, 1]
+        if t.state == "COMPLETE":
+            assert sorted(f.intermediate_values) == [0, 1]
     md = (sweep_dir / "report.md").read_text()
     assert "Trials (best val/acc first)" in md and "PRUNED" in md
     assert (sweep_dir / "plots" / "optimization_history.png").read_bytes()[:8] == PNG
     assert (sweep_dir / "plots" / "param_importances.png").is_file() or "importances" in md
     assert summary["states"] == {"COMPLETE": 2, "PRUNED": 1}
     assert sweep([*args, "report=false"])["states"] == {"COMPLETE": 2, "PRUNED": 1}  # the budget is spent
-
-
-# ---------------------------------------------------------------- several workers
-def test_two_worker_processes_share_one_sqlite_file(tmp_path, demo_cache):
-    args = sweep_args(tmp_path, demo_cache, "pair", "sweep.modalities=[frames,audio]", "sweep.heads=[concat_mlp]",
-                      "sweep.seeds=[0,1]", "n_jobs=2", train=["logger=csv", "data.num_videos=240", "trainer.max_epochs=2"])
-    summary = sweep(args)
-    trials = trials_of(tmp_path / "sweeps" / "pair", "pair")
-    assert summary["states"] == {"COMPLETE": 6} and sorted(t.number for t in trials) == list(range(6))
-    assert len(set(grid_keys(trials))) == 6  # no grid point twice
-    workers = {t.user_attrs["worker"] for t in trials}
-    assert len(workers) == 2, workers
-    assert {w.split(":")[1] for w in workers} != {str(os.getpid())}  # separate processes
-    threads = {json.loads(p.read_text())["threads"] for p in (tmp_path / "sweeps" / "pair").glob("trials/*/trial.json")}
-    assert threads == {max(1, cpu_count() // 2)}
 
 
 # ---------------------------------------------------------------- PostgreSQL

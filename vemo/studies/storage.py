@@ -1,4 +1,4 @@
-"""Optuna study storage shared by ``vemo.sweep`` and ``vemo.report``.
+"""Optuna study storages shared by ``vemo.sweep`` and ``vemo.report``: URLs, opening, locks.
 
 A sweep is an Optuna study in an RDB storage: by default a SQLite file in the sweep folder, or any
 Optuna RDB URL (``postgresql://user@host/db``) that several worker processes or machines share.
@@ -16,13 +16,15 @@ import time
 import warnings
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-log = logging.getLogger("vemo.study")
+from vemo.errors import ConfigError
+
+log = logging.getLogger("vemo.studies")
 
 SQLITE_TIMEOUT_S = 600  # how long a writer waits for another process's transaction
 
@@ -100,19 +102,31 @@ def quiet_optuna() -> Iterator[None]:
         yield
 
 
-def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None) -> RDBStorage:
+StaleCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
+                 on_stale: StaleCallback | None = None) -> RDBStorage:
     """An Optuna RDBStorage for ``url``, safe for several worker processes.
 
     ``heartbeat_interval``: seconds between a running trial's heartbeats; a RUNNING trial whose
-    heartbeat stops for ``grace_period`` seconds (its worker was killed) is marked FAIL.
+    heartbeat stops for ``grace_period`` seconds (its worker was killed) is marked FAIL by
+    ``optuna.storages.fail_stale_trials``, which then calls ``on_stale(study, trial)``.
+    A URL that cannot be opened raises ``ConfigError`` naming it (password masked).
     """
-    with quiet_optuna():
-        return _open_storage(url, heartbeat_interval, grace_period)
+    try:
+        with quiet_optuna():
+            return _open_storage(url, heartbeat_interval, grace_period, on_stale)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as e:
+        reason = " ".join(str(e).split("\n")[0].split())
+        raise ConfigError(f"storage {mask_url(url)} cannot be opened: {type(e).__name__}: {reason}") from e
 
 
-def _open_storage(url: str, heartbeat_interval: int | None, grace_period: int | None) -> RDBStorage:
+def _open_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,
+                  on_stale: StaleCallback | None) -> RDBStorage:
     path = sqlite_path(url)
-    kwargs = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    kwargs = dict(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                  heartbeat_stale_trial_callback=on_stale)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(path.with_name(path.name + ".lock")):  # table creation is not safe to race
@@ -167,10 +181,18 @@ def storage_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
 
 
 def load_study(storage: str | RDBStorage, study_name: str | None = None) -> optuna.Study:
-    """Load ``study_name`` (or the only study in the storage)."""
+    """Load ``study_name`` (or the only study in the storage); ``ConfigError`` when there is no such
+    study or, without a name, not exactly one."""
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    names = optuna.study.get_all_study_names(storage)
+    where = mask_url(storage.url)
     if study_name is None:
-        names = optuna.study.get_all_study_names(storage)
         if len(names) != 1:
-            raise ValueError(f"the storage holds {len(names)} studies ({', '.join(names) or 'none'}): name one")
+            listed = f" ({', '.join(names)})" if names else ""
+            raise ConfigError(f"the storage {where} holds {len(names)} studies{listed}: name one with --study")
         study_name = names[0]
+    elif study_name not in names:
+        raise ConfigError(f"study {study_name!r}: the storage {where} holds no such study; "
+                          f"it holds: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=study_name, storage=storage)

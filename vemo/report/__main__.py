@@ -1,0 +1,5 @@
+import sys
+
+from vemo.report.cli import main
+
+sys.exit(main())

@@ -1,0 +1,3 @@
+from vemo.sweep.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""Worker processes: ``n_jobs=1`` runs the worker in this process, ``n_jobs=N`` spawns N of them.
+
+A stop signal to the main process is passed on to every worker (each records its running trial as
+interrupted and exits 128 + the signal); workers that do not stop within ``STOP_WAIT_S`` are
+killed. A worker dies with the main process (Linux: the parent-death signal is SIGTERM), so no
+worker runs on as an orphan when the main process is killed outright. Trials of a worker that died
+(killed, out of memory) are failed at once instead of after ``grace_period``, so they are rerun on
+the next start and the report does not show them running.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from typing import Any, Iterator
+
+from vemo.errors import VemoError
+from vemo.sweep.signals import Interrupted, signal_name, stop_signals
+from vemo.sweep.worker import Worker, fail_trials_of, worker_label
+
+log = logging.getLogger("vemo.sweep")
+
+STOP_WAIT_S = 60.0        # how long a stopped worker may take to record its trial before it is killed
+STOPPED_CODES = {128 + signal.SIGINT: signal.SIGINT, 128 + signal.SIGTERM: signal.SIGTERM,
+                 -signal.SIGINT: signal.SIGINT, -signal.SIGTERM: signal.SIGTERM}
+PR_SET_PDEATHSIG = 1
+
+
+class WorkerError(VemoError, RuntimeError):
+    """A worker process died; its trials are failed and rerun on the next start."""
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+        torch.set_num_threads(int(threads))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(int(threads))
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies; stop now if it is gone already."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        raise Interrupted(signal.SIGTERM, "the sweep's main process is gone")
+
+
+def _worker_process(s: dict[str, Any], invocation: str, index: int, threads: int, parent_pid: int) -> None:
+    """Entry point of a spawned worker process; exits 128 + signal when stopped, 1 on an error."""
+    logging.basicConfig(level=logging.INFO, format=f"[%(asctime)s][w{index}][%(name)s] %(message)s")
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with stop_signals():
+        try:
+            _die_with_parent(parent_pid)
+            set_threads(threads)
+            Worker(s, invocation, index).run()
+        except Interrupted as e:
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(128 + signal.SIGINT)
+        except Exception as e:  # noqa: BLE001 - one line, as every vemo command reports errors
+            from vemo.cli import report
+            sys.exit(report(e))
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int) -> Iterator[None]:
+    """OMP/MKL thread counts for the processes started in the block (read when torch starts)."""
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _stop_workers(procs: list, signum: int) -> list:
+    """Pass ``signum`` on to the live workers and wait for them; kill those that do not stop.
+    Returns the killed ones."""
+    for p in procs:
+        if p.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signum)
+    deadline = time.time() + STOP_WAIT_S
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.time()))
+    killed = [p for p in procs if p.is_alive()]
+    for p in killed:
+        log.warning("worker %s did not stop within %.0fs of %s: killing it", p.name, STOP_WAIT_S, signal_name(signum))
+        p.kill()
+        p.join(timeout=10)
+    return killed
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        return f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    return f"exited with code {code}"
+
+
+def run_workers(s: dict[str, Any], invocation: str) -> None:
+    """Run the sweep's workers until no trial is left. Raises ``Interrupted`` when a stop signal
+    stopped them (after every worker recorded its trial) and ``WorkerError`` when one died."""
+    n = s["n_jobs"]
+    threads = s.get("threads_per_job") or max(1, cpu_count() // n)
+    if n == 1:
+        if s.get("threads_per_job"):
+            set_threads(threads)
+        Worker(s, invocation).run()
+        return
+    log.info("%d worker processes, %d thread(s) each", n, threads)
+    if n > cpu_count():
+        log.warning("n_jobs=%d is more than the %d CPU cores here: the trials will slow each other down", n, cpu_count())
+    ctx = multiprocessing.get_context("spawn")
+    procs: list = []
+    killed: list = []
+    stop: Interrupted | None = None
+    try:
+        with _thread_env(threads):
+            for i in range(n):
+                p = ctx.Process(target=_worker_process, args=(s, invocation, i, threads, os.getpid()),
+                                name=f"vemo-sweep-w{i}")
+                p.start()
+                procs.append(p)
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt as e:  # a stop signal to this process: every worker records its trial, then stops
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        killed = _stop_workers(procs, stop.signum)
+    dead = []
+    for i, p in enumerate(procs):
+        code = p.exitcode
+        if code == 0 or (code in STOPPED_CODES and p not in killed):
+            continue
+        label = worker_label(i, p.pid)
+        if p in killed:
+            reason = f"interrupted ({signal_name(stop.signum)}); its worker did not stop in time and was killed"
+        else:
+            reason = f"its worker process {_describe_exit(code)}; rerun on the next start"
+            dead.append(f"{p.name} (pid {p.pid}) {_describe_exit(code)}")
+        try:
+            numbers = fail_trials_of(s, label, reason, interrupted=p in killed)
+        except Exception as e:  # noqa: BLE001 - the heartbeat catches them later anyway
+            log.warning("could not fail the trials of %s: %s", p.name, e)
+            numbers = []
+        if numbers:
+            log.warning("trial(s) %s of %s: %s", numbers, p.name, reason)
+    if stop is not None:
+        raise stop
+    stopped = [STOPPED_CODES[p.exitcode] for p in procs if p.exitcode in STOPPED_CODES]
+    if dead:
+        raise WorkerError(f"worker {'; '.join(dead)}; its trials are marked failed and rerun on the next start "
+                          "(errors of a worker are printed above it)")
+    if stopped:  # a worker was stopped by a signal of its own: the sweep is unfinished
+        raise Interrupted(stopped[0], f"a worker was stopped by {signal_name(stopped[0])}")
