@@ -503,6 +503,8 @@ SETTING_ERRORS = [  # (sweep kind, settings changed, what the message says)
      "train_overrides: the trials' training config does not compose"),
     ("ablation", {"train_overrides": ["data.batch_size=0"]}, "data.batch_size must be a positive integer, got 0"),
     ("ablation", {"train_overrides": ["trainer=ddp"]}, "trainer.strategy=ddp: a multi-process trainer would relaunch"),
+    ("ablation", {"train_overrides": ["monitor_mode=min"]}, "train_overrides set monitor=None monitor_mode=min, but "
+                                                           "the study optimizes metric=None with direction=maximize"),
     ("hparams", {"sweep.search_space": None}, "sweep.search_space is empty: nothing to search"),
     ("hparams", {"sweep.n_trials": 0}, "sweep.n_trials must be a positive integer, got 0"),
     ("hparams", {"sweep.search_space": {"model.lr": {"type": "float", "low": 1, "high": 0.1}}},

@@ -7,13 +7,13 @@ over anything written elsewhere.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vemo.errors import DataError
 from vemo.io import read_json
-from vemo.studies import TrialRecord, default_storage_url, load_study, open_storage, sqlite_path
+from vemo.studies import TrialRecord, default_storage_url, load_study, mask_url, open_storage, sqlite_path
 
 log = logging.getLogger("vemo.report")
 
@@ -26,8 +26,7 @@ class Sweep:
     records: list[TrialRecord]
     study: Any = None                     # the optuna.Study, when read from a storage
     direction: str = "maximize"           # the study's: maximize or minimize
-    source: str = "trials/*/trial.json"   # where the trials were read from
-    notes: list[str] = field(default_factory=list)
+    source: str = "trials/*/trial.json"   # where the trials were read from (a password masked)
 
 
 def _storage_of(sweep_dir: Path, meta: dict[str, Any]) -> str | None:
@@ -66,7 +65,7 @@ def load_sweep(sweep_dir: str | Path, storage: str | None = None, study_name: st
         direction = study.direction.name.lower()
         meta["direction"] = direction
         records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
-        return Sweep(sweep_dir, meta, records, study, direction, source=meta.get("storage") or storage)
+        return Sweep(sweep_dir, meta, records, study, direction, source=meta.get("storage") or mask_url(storage))
     latest: dict[int, TrialRecord] = {}
     for path in sorted((sweep_dir / "trials").glob("*/trial.json")):
         data = read_json(path, "the trial record")

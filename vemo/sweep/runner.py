@@ -56,6 +56,11 @@ def check_sweep(s: dict[str, Any]) -> DictConfig:
     make_pruner(s)
     shared = shared_overrides(s)
     probe = _compose(shared, "train_overrides")
+    mode = "min" if s["direction"] == "minimize" else "max"
+    if probe.get("monitor") != s.get("metric") or probe.get("monitor_mode") != mode:
+        raise ConfigError(f"train_overrides set monitor={probe.get('monitor')} monitor_mode={probe.get('monitor_mode')}, "
+                          f"but the study optimizes metric={s.get('metric')} with direction={s['direction']}: choose "
+                          "the objective with metric=... (and direction=...), which sets both for every trial")
     for where, own in plan.probes():
         _compose([*shared, *own], where)
     return probe
