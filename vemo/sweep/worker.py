@@ -118,7 +118,8 @@ def _stop_of(exc: BaseException) -> Interrupted | None:
     if isinstance(exc, SIGTERMException):  # Lightning's own SIGTERM handling (ours was not installed)
         return Interrupted(signal.SIGTERM)
     signum = received_signal()
-    if isinstance(exc, KeyboardInterrupt) or signum is not None:
+    # Lightning ends a run interrupted by Ctrl-C with sys.exit(1), raised while handling the KeyboardInterrupt
+    if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__context__, KeyboardInterrupt) or signum is not None:
         return Interrupted(signum or signal.SIGINT)
     return None
 
