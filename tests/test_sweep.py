@@ -283,7 +283,7 @@ def test_a_stop_signal_records_the_running_trials_and_the_next_start_resumes(sig
     study = f"stop_{signame.lower()}_{n_jobs}"
     args = sweep_args(tmp_path, demo_cache, study, "sweep.modalities=[frames]", "sweep.heads=[concat_mlp,gated]",
                       f"n_jobs={n_jobs}", "heartbeat_interval=1", "grace_period=2",
-                      train=["logger=csv", "data.num_videos=480", "trainer.max_epochs=8"])
+                      train=["logger=csv", "data.num_videos=480", "trainer.max_epochs=6"])
     sweep_dir = tmp_path / "sweeps" / study
     # as from a terminal: a CI job started in the background inherits SIGINT ignored, and Python then
     # never installs its Ctrl-C handler in the child
@@ -350,32 +350,25 @@ def test_a_stop_signal_waits_for_a_deferred_block_and_a_second_one_is_ignored():
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_the_heartbeat_keeps_a_long_trial_alive_and_a_dead_ones_record_is_failed(tmp_path):
-    """What a worker does before it claims a trial (heartbeat_interval=1, grace_period=2): a trial whose
-    heartbeat goes on stays RUNNING for longer than the grace period; once it stops, the trial is failed
-    and its trial.json says so."""
-    from vemo.studies import quiet_optuna, record_stale_trial
+def test_the_heartbeat_keeps_a_trial_longer_than_the_grace_period_alive(tmp_path):
+    """What a worker does before it claims a trial, with heartbeat_interval=1 and grace_period=2: a trial whose
+    heartbeat goes on stays RUNNING for longer than the grace period (once it stops, see the next tests)."""
+    from vemo.studies import quiet_optuna
     from vemo.sweep.worker import Heartbeat
-    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", 1, 2, on_stale=record_stale_trial)
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", 1, 2)
     study = optuna.create_study(study_name="hb", storage=storage)
     with quiet_optuna():
         trial = study.ask()
-    record = TrialRecord(number=trial.number, run_dir=str(tmp_path / "trial"))
-    write_record(record, trial, record.run_dir)
     heartbeat = Heartbeat(storage, trial._trial_id, 1).start()
     started = time.time()
-    while time.time() - started < 3.5:  # longer than the grace period
-        with quiet_optuna():
-            optuna.storages.fail_stale_trials(study)
-        time.sleep(0.25)
-    assert study.trials[0].state.name == "RUNNING"
-    heartbeat.stop()  # ... its worker dies
-    time.sleep(3.2)
-    with quiet_optuna():
-        optuna.storages.fail_stale_trials(study)
-    assert study.trials[0].state.name == "FAIL"
-    dead = json.loads((tmp_path / "trial" / "trial.json").read_text())
-    assert dead["state"] == "FAIL" and "no heartbeat" in dead["reason"]
+    try:
+        while time.time() - started < 3.5:  # SQLite's clock counts whole seconds: more than grace_period + 1
+            with quiet_optuna():
+                optuna.storages.fail_stale_trials(study)
+            assert study.trials[0].state.name == "RUNNING"
+            time.sleep(0.25)
+    finally:
+        heartbeat.stop()
 
 
 def test_the_trials_of_a_dead_worker_process_are_failed_at_once(tmp_path):

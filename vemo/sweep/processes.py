@@ -19,7 +19,7 @@ import time
 from typing import Any, Iterator
 
 from vemo.errors import VemoError
-from vemo.sweep.signals import Interrupted, signal_name, stop_signals
+from vemo.sweep.signals import Interrupted, deferred_signals, signal_name, stop_signals
 from vemo.sweep.worker import Worker, fail_trials_of, worker_label
 
 log = logging.getLogger("vemo.sweep")
@@ -137,7 +137,7 @@ def run_workers(s: dict[str, Any], invocation: str) -> None:
     killed: list = []
     stop: Interrupted | None = None
     try:
-        with _thread_env(threads):
+        with deferred_signals(), _thread_env(threads):  # a stop signal now would miss a worker being started
             for i in range(n):
                 p = ctx.Process(target=_worker_process, args=(s, invocation, i, threads, os.getpid()),
                                 name=f"vemo-sweep-w{i}")
