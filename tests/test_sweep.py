@@ -371,21 +371,30 @@ def test_the_heartbeat_keeps_a_trial_longer_than_the_grace_period_alive(tmp_path
         heartbeat.stop()
 
 
-def test_the_trials_of_a_dead_worker_process_are_failed_at_once(tmp_path):
-    """The main process knows when one of its workers died (killed, out of memory): its trial is failed
-    (and rerun on the next start) without waiting for the grace period."""
-    from vemo.sweep.worker import fail_trials_of
+def _die_by_sigkill() -> None:
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_the_main_process_fails_the_trial_of_a_worker_that_was_killed_at_once(tmp_path):
+    """A worker process killed outright (the out-of-memory killer): the main process fails its trial as soon
+    as the process is gone, so another worker runs it again without waiting for the grace period."""
+    import multiprocessing
+
+    from vemo.sweep.processes import _wait
+    from vemo.sweep.worker import worker_label
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="w", storage=open_storage(url))
-    for worker in ("host:1:w0", "host:2:w1"):
-        trial = study.ask()
-        write_record(TrialRecord(number=trial.number, worker=worker, run_dir=str(tmp_path / worker)), trial,
-                     tmp_path / worker)
-    reason = "its worker process killed by SIGKILL (out of memory?); rerun on the next start"
-    assert fail_trials_of({"storage": url, "study_name": "w"}, "host:1:w0", reason, interrupted=False) == [0]
-    records = trials_of(tmp_path, "w", url)
-    assert [r.state for r in records] == ["FAIL", "RUNNING"] and records[0].reason == reason
-    assert json.loads((tmp_path / "host:1:w0" / "trial.json").read_text())["state"] == "FAIL"
+    study = optuna.create_study(study_name="oom", storage=open_storage(url))
+    process = multiprocessing.get_context("fork").Process(target=_die_by_sigkill, name="w0")
+    process.start()
+    trial = study.ask()
+    write_record(TrialRecord(number=0, worker=worker_label(0, process.pid), run_dir=str(tmp_path / "t")), trial,
+                 tmp_path / "t")
+    dead = _wait({"storage": url, "study_name": "oom"}, [process])
+    assert dead == [f"w0 (pid {process.pid}) killed by SIGKILL (out of memory?)"]
+    record = trials_of(tmp_path, "oom", url)[0]
+    assert record.state == "FAIL" and "killed by SIGKILL" in record.reason and not record.crashed
+    assert json.loads((tmp_path / "t" / "trial.json").read_text())["state"] == "FAIL"
 
 
 def test_a_dead_workers_trial_is_rerun_and_its_record_says_so(tmp_path, demo_cache):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
@@ -119,9 +120,40 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+def _fail_trials_of_worker(s: dict[str, Any], index: int, p, reason: str, interrupted: bool) -> None:
+    try:
+        numbers = fail_trials_of(s, worker_label(index, p.pid), reason, interrupted=interrupted)
+    except Exception as e:  # noqa: BLE001 - the heartbeat check fails them later anyway
+        log.warning("could not fail the trials of %s: %s", p.name, e)
+        return
+    if numbers:
+        log.warning("trial(s) %s of %s: %s", numbers, p.name, reason)
+
+
+def _wait(s: dict[str, Any], procs: list) -> list[str]:
+    """Wait for every worker; fail the trials of one that dies at once, so that the others can run them
+    again. Returns what happened to the dead ones."""
+    dead, running = [], dict(enumerate(procs))
+    while running:
+        multiprocessing.connection.wait([p.sentinel for p in running.values()])
+        for i, p in list(running.items()):
+            if p.is_alive():
+                continue
+            p.join()
+            del running[i]
+            if p.exitcode == 0 or p.exitcode in STOPPED_CODES:
+                continue
+            what = _describe_exit(p.exitcode)
+            dead.append(f"{p.name} (pid {p.pid}) {what}")
+            _fail_trials_of_worker(s, i, p, f"its worker process {what}; run again by another worker or on the "
+                                            "next start", interrupted=False)
+    return dead
+
+
 def run_workers(s: dict[str, Any], invocation: str) -> None:
     """Run the sweep's workers until no trial is left. Raises ``Interrupted`` when a stop signal
-    stopped them (after every worker recorded its trial) and ``WorkerError`` when one died."""
+    stopped them (after every worker recorded its trial) and ``WorkerError`` when one died and left
+    work undone."""
     n = s["n_jobs"]
     threads = s.get("threads_per_job") or max(1, cpu_count() // n)
     if n == 1:
@@ -134,8 +166,6 @@ def run_workers(s: dict[str, Any], invocation: str) -> None:
         log.warning("n_jobs=%d is more than the %d CPU cores here: the trials will slow each other down", n, cpu_count())
     ctx = multiprocessing.get_context("spawn")
     procs: list = []
-    killed: list = []
-    stop: Interrupted | None = None
     try:
         with deferred_signals(), _thread_env(threads):  # a stop signal now would miss a worker being started
             for i in range(n):
@@ -143,34 +173,28 @@ def run_workers(s: dict[str, Any], invocation: str) -> None:
                                 name=f"vemo-sweep-w{i}")
                 p.start()
                 procs.append(p)
-        for p in procs:
-            p.join()
+        dead = _wait(s, procs)
     except KeyboardInterrupt as e:  # a stop signal to this process: every worker records its trial, then stops
         stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-        killed = _stop_workers(procs, stop.signum)
-    dead = []
-    for i, p in enumerate(procs):
-        code = p.exitcode
-        if code == 0 or (code in STOPPED_CODES and p not in killed):
-            continue
-        label = worker_label(i, p.pid)
-        if p in killed:
-            reason = f"interrupted ({signal_name(stop.signum)}); its worker did not stop in time and was killed"
-        else:
-            reason = f"its worker process {_describe_exit(code)}; rerun on the next start"
-            dead.append(f"{p.name} (pid {p.pid}) {_describe_exit(code)}")
-        try:
-            numbers = fail_trials_of(s, label, reason, interrupted=p in killed)
-        except Exception as e:  # noqa: BLE001 - the heartbeat catches them later anyway
-            log.warning("could not fail the trials of %s: %s", p.name, e)
-            numbers = []
-        if numbers:
-            log.warning("trial(s) %s of %s: %s", numbers, p.name, reason)
-    if stop is not None:
+        for p in _stop_workers(procs, stop.signum):
+            _fail_trials_of_worker(s, procs.index(p), p, f"interrupted ({signal_name(stop.signum)}); its worker did "
+                                                         "not stop in time and was killed", interrupted=True)
         raise stop
     stopped = [STOPPED_CODES[p.exitcode] for p in procs if p.exitcode in STOPPED_CODES]
-    if dead:
-        raise WorkerError(f"worker {'; '.join(dead)}; its trials are marked failed and rerun on the next start "
-                          "(errors of a worker are printed above it)")
     if stopped:  # a worker was stopped by a signal of its own: the sweep is unfinished
         raise Interrupted(stopped[0], f"a worker was stopped by {signal_name(stopped[0])}")
+    if dead:
+        left = _remaining(s, invocation)
+        if left:
+            raise WorkerError(f"worker {'; '.join(dead)}; {left} trial(s) left to run: run the same command again "
+                              "(a worker's own errors are printed above)")
+        log.warning("worker %s; the other workers ran its trials again", "; ".join(dead))
+
+
+def _remaining(s: dict[str, Any], invocation: str) -> int:
+    import optuna
+
+    from vemo.studies import open_storage
+    from vemo.sweep.plans import make_plan
+    study = optuna.load_study(study_name=s["study_name"], storage=open_storage(s["storage"]))
+    return make_plan(s, invocation).remaining(study)
