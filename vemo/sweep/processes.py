@@ -4,8 +4,8 @@ A stop signal to the main process is passed on to every worker (each records its
 interrupted and exits 128 + the signal); workers that do not stop within ``STOP_WAIT_S`` are
 killed. A worker dies with the main process (Linux: the parent-death signal is SIGTERM), so no
 worker runs on as an orphan when the main process is killed outright. Trials of a worker that died
-(killed, out of memory) are failed at once instead of after ``grace_period``, so they are rerun on
-the next start and the report does not show them running.
+(killed, out of memory) are failed as soon as it is gone instead of after ``grace_period``, so the
+other workers (or the next start) run them again and the report does not show them running.
 """
 from __future__ import annotations
 
