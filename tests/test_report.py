@@ -1,5 +1,6 @@
-"""vemo.report: the ablation table (mean ± std, best, leave-one-out) on hand-made trial results, and the
-report files written from a study storage or from trial.json files alone."""
+"""vemo.report: the ablation table (mean ± std, best, leave-one-out) on hand-made trial records, the report
+files written from a study storage or from trial.json files alone (today's and older sweeps'), the study's
+direction (a minimized study reports its minimum), trials without test metrics, and one-line errors."""
 from __future__ import annotations
 
 import csv

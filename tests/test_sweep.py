@@ -1,6 +1,7 @@
-"""python -m vemo.sweep: the ablation grid, resuming (trial limit, Ctrl-C, dead workers), crashing and
-pruned trials, hyperparameter studies, two worker processes on one SQLite file, a PostgreSQL
-storage, the offline W&B runs and the report command. Trials are tiny (120 demo videos, 1-2 epochs)."""
+"""python -m vemo.sweep: the ablation grid, one record per trial, resuming (trial limit, Ctrl-C and SIGTERM
+with one or two worker processes, dead workers), crashing and pruned trials, hyperparameter studies, a
+PostgreSQL storage, the offline W&B runs, the report command, and bad settings as one-line errors.
+Trials are tiny (120-480 demo videos, 1-8 epochs)."""
 from __future__ import annotations
 
 import glob
