@@ -49,6 +49,7 @@ BAD_VALUES = [
     (["data.split_fractions=[0.5,0.2,0.2]"], "data.split_fractions=[0.5, 0.2, 0.2] sums to 0.9, not 1"),
     (["data.split_fractions=[0.8,0.2,0]"], "leaves the test split empty"),
     (["monitor=test/acc"], "monitor='test/acc': checkpoints are chosen by a validation metric"),
+    (["monitor=val/accuracy"], "monitor=val/accuracy: validation logs no such metric; choose one of val/acc, "),
     (["fusion.name=nope"], "unknown fusion head 'nope'; valid names: concat_mlp, crossattn, gated"),
     (["fusion.num_heads=3"], "fusion head 'crossattn': d_model=128 is not divisible by num_heads=3"),
     (["model.class_weights=heavy"], "model.class_weights must be null, balanced, or a list"),
@@ -132,7 +133,7 @@ def test_labels_for_another_store_are_refused(small_store, tmp_path, subprocess_
     assert_one_line_error(proc, 1, "share 0 video ids", "is the labels file meant for another store?", "'clip_0'")
 
 
-def test_an_unknown_monitor_lists_the_metrics(small_store, tmp_path, subprocess_env):
-    proc = vemo_train(["data=store", f"data.store={small_store}", "monitor=val/accuracy"], tmp_path, subprocess_env)
-    assert_one_line_error(proc, 1, "monitor=val/accuracy: validation of single-label data logs no such metric",
+def test_a_monitor_of_the_other_label_kind_lists_this_kinds_metrics(small_store, tmp_path, subprocess_env):
+    proc = vemo_train(["data=store", f"data.store={small_store}", "monitor=val/map_macro"], tmp_path, subprocess_env)
+    assert_one_line_error(proc, 1, "monitor=val/map_macro: validation of single-label data logs no such metric",
                           "val/acc, val/acc_balanced, val/f1_macro, val/loss")

@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 import vemo.fusion
 from vemo.config import load_config
 from vemo.data import collate
-from vemo.model import VideoClassifier, fusion_options
+from vemo.fusion import fusion_options
+from vemo.model import VideoClassifier
 
 DIMS = {"frames": 12, "audio": 6, "text": 5}
 CLASSES = ["a", "b", "c", "d"]
@@ -97,3 +98,10 @@ def test_fusion_options_rejects_foreign_targets_and_missing_names():
         fusion_options({"hidden": 3})
     assert fusion_options({"_target_": "vemo.fusion.create", "_partial_": True, "name": "gated", "hidden": 8}) == \
         ("gated", {"hidden": 8})
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_metric_names_are_the_names_the_metrics_are_logged_under(multilabel):
+    from vemo.metrics import metric_names, scalar_metrics, validation_metrics
+    assert sorted(scalar_metrics(3, multilabel).keys(keep_base=True)) == sorted(metric_names(multilabel))
+    assert validation_metrics(multilabel)[:len(metric_names(multilabel))] == [f"val/{n}" for n in metric_names(multilabel)]

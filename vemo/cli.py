@@ -20,14 +20,18 @@ from vemo.errors import VemoError
 
 
 def debug_requested() -> bool:
-    """``VEMO_DEBUG=1`` in the environment, or ``hydra.verbose`` inside a Hydra run."""
+    """``VEMO_DEBUG=1`` in the environment, or ``hydra.verbose`` (in a Hydra run or on the command line)."""
     if os.environ.get("VEMO_DEBUG", "").strip() not in ("", "0", "false", "no"):
         return True
     try:
         from hydra.core.hydra_config import HydraConfig
-        return HydraConfig.initialized() and bool(HydraConfig.get().verbose)
+        if HydraConfig.initialized():
+            return bool(HydraConfig.get().verbose)
     except Exception:  # outside a Hydra run
-        return False
+        pass
+    # before Hydra has composed anything (a bad override): read the command line itself
+    values = [a.split("=", 1)[1] for a in sys.argv[1:] if a.lstrip("+").startswith("hydra.verbose=")]
+    return any(v.strip().lower() not in ("false", "null", "[]", "") for v in values)
 
 
 def root_error(exc: BaseException) -> BaseException:

@@ -1,30 +1,44 @@
-"""The metric sets vemo reports, built on torchmetrics."""
+"""The metric sets vemo reports, built on torchmetrics.
+
+The metric names are plain constants, so checking a ``monitor=`` or a sweep's ``metric=`` needs no
+torchmetrics import; ``scalar_metrics`` builds the collections under exactly these names.
+"""
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MultilabelAveragePrecision, MultilabelF1Score,
-                                         MultilabelPrecision, MultilabelRecall)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric, MetricCollection
+
+SINGLE_LABEL_METRICS = ("acc", "acc_balanced", "f1_macro")
+MULTI_LABEL_METRICS = ("map_macro", "map_micro", "f1_macro", "f1_micro", "precision_micro", "recall_micro")
+
+
+def metric_names(multilabel: bool) -> tuple[str, ...]:
+    return MULTI_LABEL_METRICS if multilabel else SINGLE_LABEL_METRICS
 
 
 def scalar_metrics(num_classes: int, multilabel: bool) -> MetricCollection:
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, MultilabelAveragePrecision,
+                                             MultilabelF1Score, MultilabelPrecision, MultilabelRecall)
+
     if not multilabel:
-        return MetricCollection({
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "acc_balanced": MulticlassAccuracy(num_classes, average="macro"),
-            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-        })
-    return MetricCollection({
-        "map_macro": MultilabelAveragePrecision(num_classes, average="macro"),
-        "map_micro": MultilabelAveragePrecision(num_classes, average="micro"),
-        "f1_macro": MultilabelF1Score(num_classes, average="macro", threshold=0.5),
-        "f1_micro": MultilabelF1Score(num_classes, average="micro", threshold=0.5),
-        "precision_micro": MultilabelPrecision(num_classes, average="micro", threshold=0.5),
-        "recall_micro": MultilabelRecall(num_classes, average="micro", threshold=0.5),
-    })
+        metrics = (MulticlassAccuracy(num_classes, average="micro"), MulticlassAccuracy(num_classes, average="macro"),
+                   MulticlassF1Score(num_classes, average="macro"))
+    else:
+        metrics = (MultilabelAveragePrecision(num_classes, average="macro"),
+                   MultilabelAveragePrecision(num_classes, average="micro"),
+                   MultilabelF1Score(num_classes, average="macro", threshold=0.5),
+                   MultilabelF1Score(num_classes, average="micro", threshold=0.5),
+                   MultilabelPrecision(num_classes, average="micro", threshold=0.5),
+                   MultilabelRecall(num_classes, average="micro", threshold=0.5))
+    return MetricCollection(dict(zip(metric_names(multilabel), metrics)))
 
 
-def per_class_f1(num_classes: int, multilabel: bool):
+def per_class_f1(num_classes: int, multilabel: bool) -> Metric:
+    from torchmetrics.classification import MulticlassF1Score, MultilabelF1Score
+
     if multilabel:
         return MultilabelF1Score(num_classes, average="none", threshold=0.5)
     return MulticlassF1Score(num_classes, average="none")
@@ -32,13 +46,9 @@ def per_class_f1(num_classes: int, multilabel: bool):
 
 def validation_metrics(multilabel: bool) -> list[str]:
     """Every metric validation logs, by name (what ``monitor`` may choose); val/videos is the count evaluated."""
-    names = list(scalar_metrics(2, multilabel).keys(keep_base=True))
-    return [f"val/{n}" for n in names] + ["val/loss", "val/videos"]
+    return [f"val/{n}" for n in metric_names(multilabel)] + ["val/loss", "val/videos"]
 
 
 def default_monitor(multilabel: bool) -> str:
     """The validation metric checkpoints are chosen on."""
     return "val/map_macro" if multilabel else "val/acc"
-
-
-__all__ = ["MulticlassConfusionMatrix", "default_monitor", "per_class_f1", "scalar_metrics", "validation_metrics"]

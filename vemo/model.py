@@ -10,32 +10,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 import vemo.fusion
 from vemo.errors import ConfigError, TrainingError
-from vemo.metrics import MulticlassConfusionMatrix, per_class_f1, scalar_metrics
+from vemo.fusion import fusion_options
+from vemo.metrics import per_class_f1, scalar_metrics
 
-# configs written before fusion configs dropped their Hydra keys still carry these two
-_LEGACY_KEYS = {"_target_": "vemo.fusion.create", "_partial_": True}
 # old hyperparameter names -> today's ("head" now always means the fusion head)
 RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
-
-
-def fusion_options(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Split a fusion config (``name`` of a registered head plus its options) into name and options.
-
-    The one route from a config to a head: ``vemo.fusion.create(name, **options)``.
-    """
-    spec = dict(spec)
-    target = spec.pop("_target_", _LEGACY_KEYS["_target_"])
-    spec.pop("_partial_", None)
-    if target != _LEGACY_KEYS["_target_"]:
-        raise ConfigError(f"fusion._target_={target!r}: fusion heads are built from the registry by name; "
-                          "register your head with @vemo.fusion.register('name') and set fusion.name")
-    if "name" not in spec:
-        raise ConfigError(f"the fusion config needs a 'name'; registered heads: {', '.join(vemo.fusion.names())}")
-    name = spec.pop("name")
-    return name, spec
 
 
 class VideoClassifier(L.LightningModule):

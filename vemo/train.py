@@ -43,7 +43,7 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 
 
 def build_model(cfg: DictConfig, dm) -> L.LightningModule:
-    from vemo.model import fusion_options
+    from vemo.fusion import fusion_options
 
     name, options = fusion_options(OmegaConf.to_container(cfg.fusion, resolve=True))
     return hydra.utils.instantiate(

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from vemo.errors import ConfigError
+from vemo.metrics import validation_metrics
 
 SEED_MAX = 2**32 - 1  # numpy and Lightning take seeds in [0, 2**32)
 FRACTION_TOLERANCE = 1e-6
@@ -131,7 +132,7 @@ def check_trainer(t: DictConfig) -> None:
 def check_fusion(cfg: DictConfig) -> None:
     """Build the head once on placeholder inputs: unknown names and bad options fail here."""
     import vemo.fusion
-    from vemo.model import fusion_options
+    from vemo.fusion import fusion_options
 
     name, options = fusion_options(OmegaConf.to_container(cfg.fusion, resolve=True))
     mods = cfg.data.get("modalities")
@@ -155,15 +156,21 @@ def resolve_checkpoint_path(value: Any) -> Path | None:
 
 
 def check_train_config(cfg: DictConfig) -> None:
-    """Every check above, in the order a reader of the config meets the options."""
+    """Every check above; the head is built last (it imports torch), after the cheap checks."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} is required and has no default: give it on the command line ({missing[0]}=...)")
     seed(cfg.get("seed"), "seed")
     boolean(cfg.get("test"), "test")
     monitor = cfg.get("monitor")
     if monitor is not None and not str(monitor).startswith("val/"):
         raise ConfigError(f"monitor={monitor!r}: checkpoints are chosen by a validation metric (val/...); "
                           "choosing by the test split would leak it into the result")
+    known = sorted(set(validation_metrics(False)) | set(validation_metrics(True)))
+    if monitor is not None and monitor not in known:  # the data's label kind narrows this down later
+        raise ConfigError(f"monitor={monitor}: validation logs no such metric; choose one of {', '.join(known)}")
     check_data(cfg.data, need_test=bool(cfg.test))
     check_model(cfg.model)
     check_trainer(cfg.trainer)
-    check_fusion(cfg)
     resolve_checkpoint_path(cfg.get("ckpt_path"))
+    check_fusion(cfg)

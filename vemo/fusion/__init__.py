@@ -5,7 +5,7 @@ Each head lives in its own module and registers itself; importing this package r
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
@@ -34,8 +34,29 @@ def create(name: str, *, modalities: Sequence[str], d_model: int, **options: Any
         raise ConfigError(f"fusion head {name!r}: {message}") from None
 
 
+# configs written before fusion configs dropped their Hydra keys still carry this target
+_LEGACY_TARGET = "vemo.fusion.create"
+
+
+def fusion_options(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split a fusion config (``name`` of a registered head plus its options) into name and options.
+
+    The one route from a config to a head: ``create(name, **options)``.
+    """
+    spec = dict(spec)
+    target = spec.pop("_target_", _LEGACY_TARGET)
+    spec.pop("_partial_", None)
+    if target != _LEGACY_TARGET:
+        raise ConfigError(f"fusion._target_={target!r}: fusion heads are built from the registry by name; "
+                          "register your head with @vemo.fusion.register('name') and set fusion.name")
+    if "name" not in spec:
+        raise ConfigError(f"the fusion config needs a 'name'; registered heads: {', '.join(names())}")
+    name = spec.pop("name")
+    return name, spec
+
+
 def names() -> list[str]:
     return FUSION_HEADS.names()
 
 
-__all__ = ["FusionHead", "create", "masked_mean", "names", "register"]
+__all__ = ["FusionHead", "create", "fusion_options", "masked_mean", "names", "register"]

@@ -22,12 +22,6 @@ from vemo.sweep.signals import Interrupted, signal_name
 RESUME_HINT = "run the same command again to resume: finished trials are kept, unfinished ones rerun"
 
 
-def _verbose(argv: list[str]) -> bool:
-    """``hydra.verbose=...`` (anything but false) on the command line."""
-    values = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("hydra.verbose=")]
-    return any(v.strip().lower() not in ("false", "null", "[]", "") for v in values)
-
-
 @hydra.main(config_path=str(CONFIG_DIR), config_name="sweep", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     command = shlex.join(["python", "-m", "vemo.sweep", *sys.argv[1:]])
@@ -47,7 +41,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if _verbose(argv):
+    if debug_requested():  # worker processes and trials print tracebacks too
         os.environ["VEMO_DEBUG"] = "1"
     if not any(a.startswith("-") for a in argv):  # Hydra's own flags (--help, --cfg, -m) are Hydra's business
         with reported_errors():  # every bad setting is one line, before Hydra creates the sweep folder

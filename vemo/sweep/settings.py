@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vemo.errors import ConfigError
+from vemo.metrics import validation_metrics
 from vemo.studies import default_storage_url, hydra_value, mask_url
 
 KINDS = ("ablation", "hparams")
@@ -42,7 +43,6 @@ def boolean(s: dict[str, Any], key: str) -> None:
 
 def objectives() -> list[str]:
     """The metrics an objective can be: what validation logs (single- or multi-label), except the video count."""
-    from vemo.metrics import validation_metrics  # torchmetrics: only when a metric is named
     return sorted((set(validation_metrics(False)) | set(validation_metrics(True))) - {"val/videos"})
 
 
