@@ -91,10 +91,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     ckpt_path = resolve_checkpoint_path(cfg.ckpt_path)
 
     import lightning as L
+    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
-
-    import torch
 
     from vemo.resume import RunSignature, check_resume, run_signature
 
