@@ -16,14 +16,12 @@ class VemoError(Exception):
         return str(self.args[0]) if self.args else self.__class__.__name__
 
 
-class UsageError(VemoError):
-    """The command line itself is wrong (an unknown option, an override that does not parse)."""
-
-    exit_code = 2
-
-
 class ConfigError(VemoError, ValueError):
     """An option has a value vemo cannot use; the message names the option."""
+
+
+class ModalityError(ConfigError):
+    """An empty modality list, a modality listed twice, or a modality the store does not hold."""
 
 
 class DataError(VemoError, ValueError):

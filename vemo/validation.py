@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
-from vemo.errors import ConfigError
+from vemo.errors import ConfigError, ModalityError
 from vemo.metrics import validation_metrics
 
 SEED_MAX = 2**32 - 1  # numpy and Lightning take seeds in [0, 2**32)
@@ -79,6 +79,17 @@ def check_max_len(v: Any, key: str = "data.max_len") -> None:
     non_negative_int(v, key)
 
 
+def check_modality_list(mods: Any, key: str = "data.modalities") -> None:
+    """``None`` (every modality of the store) or a non-empty list without repeats."""
+    if mods is None:
+        return
+    mods = list(mods)
+    if not mods:
+        raise ModalityError(f"{key} is empty: choose at least one modality, or null for all")
+    if len(set(mods)) != len(mods):
+        raise ModalityError(f"{key} lists a modality twice: {mods}")
+
+
 def check_data(d: DictConfig, need_test: bool) -> None:
     positive_int(d.get("batch_size"), "data.batch_size")
     if d.get("eval_batch_size") is not None:
@@ -91,13 +102,7 @@ def check_data(d: DictConfig, need_test: bool) -> None:
     seed(d.get("split_seed", 0), "data.split_seed")
     if d.get("splits") is None:
         check_split_fractions(d.get("split_fractions"), need_test=need_test)
-    mods = d.get("modalities")
-    if mods is not None:
-        mods = list(mods)
-        if not mods:
-            raise ConfigError("data.modalities is empty: choose at least one modality, or null for all")
-        if len(set(mods)) != len(mods):
-            raise ConfigError(f"data.modalities lists a modality twice: {mods}")
+    check_modality_list(d.get("modalities"))
 
 
 def check_model(m: DictConfig) -> None:

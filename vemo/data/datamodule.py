@@ -16,12 +16,9 @@ from vemo.data.labels import Labels, match_labels_to_store, read_labels
 from vemo.data.normalization import compute_stats, save_stats
 from vemo.data.sampler import EpochSampler
 from vemo.data.splits import SPLITS, read_split_dir, restrict_to_available, stratified_split
-from vemo.errors import ConfigError, DataError
+from vemo.errors import DataError, ModalityError
 from vemo.store import FeatureStore
-
-
-class ModalityError(ConfigError):
-    """An empty modality list, or a modality the store does not hold."""
+from vemo.validation import check_modality_list, number_in
 
 
 class FeatureDataModule(L.LightningDataModule):
@@ -52,12 +49,8 @@ class FeatureDataModule(L.LightningDataModule):
                  seed: int = 0, pin_memory: bool = False, classes: str | Path | None = None,
                  min_label_overlap: float = 0.5):
         super().__init__()
-        if modalities is not None and len(modalities) == 0:
-            raise ModalityError("data.modalities is empty: choose at least one modality")
-        if modalities is not None and len(set(modalities)) != len(modalities):
-            raise ModalityError(f"data.modalities lists a modality twice: {list(modalities)}")
-        if not 0.0 <= modality_dropout < 1.0:
-            raise ConfigError(f"data.modality_dropout must be in [0, 1), got {modality_dropout}")
+        check_modality_list(modalities)
+        number_in(modality_dropout, "data.modality_dropout", 0.0, 1.0)
         self.store_path = Path(store).expanduser()
         self.labels_path = Path(labels).expanduser() if labels else None
         self.classes_path = Path(classes).expanduser() if classes else None

@@ -10,7 +10,6 @@ from typing import Any, Mapping, Sequence
 from torch import nn
 
 from vemo.errors import ConfigError
-
 from vemo.fusion.base import FUSION_HEADS, FusionHead, masked_mean
 from vemo.fusion import concat_mlp, crossattn, gated  # noqa: F401  (registration side effect)
 

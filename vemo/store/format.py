@@ -18,8 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from vemo.errors import DataError
-from vemo.io import atomic_write_json, read_json as _read_json  # noqa: F401  (atomic_write_json: the writer uses it)
-
+from vemo.io import read_json as _read_json
 
 FORMAT_NAME = "vemo-feature-store"
 FORMAT_VERSION = 1

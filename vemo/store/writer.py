@@ -14,8 +14,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from vemo.io import atomic_write_json
 from vemo.store.format import (FORMAT_NAME, FORMAT_VERSION, INDEX, MANIFEST, SHARDS, ModalitySpec,
-                               StoreError, atomic_write_json, read_json, shard_files, side_path)
+                               StoreError, read_json, shard_files, side_path)
 
 
 class FeatureStoreWriter:
