@@ -1,0 +1,42 @@
+"""Stage 1: video files -> decoding -> pretrained extractors -> feature store.
+
+Extractors are registered lazily by name ("module:attr"), so ``import vemo.extract`` stays cheap and
+Whisper, OCR and ONNX runtimes are imported only when an extractor that needs them is built.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from vemo.registry import Registry
+
+EXTRACTORS: Registry = Registry("extractor")
+
+# name -> implementation; one file per modality family
+for _name, _target in {
+    # frames: an image embedding per sampled frame
+    "mobilenet_v2": "vemo.extract.frames:MobileNetFrames",
+    "clip": "vemo.extract.frames:ClipFrames",
+    # faces: detector + facial-expression model, largest face per frame
+    "retinaface_fer": "vemo.extract.faces:RetinaFaceFer",
+    "retinaface_vit": "vemo.extract.faces:RetinaFaceVit",
+    # audio: audio-event embeddings of windows covering the clip
+    "yamnet": "vemo.extract.audio:YamnetAudio",
+    "ast": "vemo.extract.audio:AstAudio",
+    # speech: transcript -> text encoder
+    "faster_whisper": "vemo.extract.speech:FasterWhisperSpeech",
+    "openai_whisper": "vemo.extract.speech:OpenAIWhisperSpeech",
+    # ocr: text on sampled frames -> text encoder
+    "rapidocr": "vemo.extract.ocr:RapidOcrText",
+    # caption: captions of key frames -> text encoder
+    "hf_caption": "vemo.extract.caption:HfCaption",
+}.items():
+    EXTRACTORS.register_lazy(_name, _target)
+
+
+def create(name: str, **options: Any):
+    """Build a registered extractor (its module is imported now, its model loads on first use)."""
+    return EXTRACTORS.create(name, **options)
+
+
+def names() -> list[str]:
+    return EXTRACTORS.names()

@@ -1,0 +1,135 @@
+"""The extractor contract: decoded media in, one modality's features (or an absence) out.
+
+Decoding (``vemo.extract.decode``) turns a file into a :class:`DecodedVideo`; every extractor reads
+what it needs from it. An extractor declares its modality name, kind and dim, plus the settings
+that make its features what they are (model id, weight file sha256, sampling). Those settings go
+into the store's manifest, so a store never silently mixes features of two different models.
+
+Extractors work on batches of videos so that frames of several videos share one forward pass, and
+load their models once, lazily, the first time ``extract`` runs in a process.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from vemo.store import ModalitySpec
+
+# One vocabulary of modality names across vemo.
+MODALITIES = ("frames", "faces", "audio", "speech", "ocr", "caption")
+
+
+@dataclass
+class DecodedVideo:
+    """What decoding one file produced. Frames are only the sampled ones, never the whole clip."""
+
+    id: str
+    path: str
+    frames: np.ndarray                   # uint8 [N, H, W, 3] RGB, upright (rotation applied)
+    frame_times: np.ndarray              # float64 [N] seconds from the start of the clip
+    audio: dict[int, np.ndarray]         # sample rate -> mono float32 [S] in [-1, 1]; {} without audio
+    duration: float                      # seconds actually decoded (longest of the streams)
+    header_duration: float | None = None  # what the container claims, for truncation checks
+    has_video: bool = True
+    has_audio: bool = True
+    width: int = 0                       # of the returned frames (after rotation and downscaling)
+    height: int = 0
+    fps: float | None = None
+    rotation: int = 0                    # degrees applied to make frames upright
+    notes: list[str] = field(default_factory=list)  # e.g. "truncated: header 10.0 s, decoded 4.2 s"
+
+    def audio_at(self, sample_rate: int) -> np.ndarray | None:
+        """Mono float32 audio at ``sample_rate`` or None when the clip has no audio."""
+        return self.audio.get(int(sample_rate)) if self.has_audio else None
+
+
+@dataclass
+class Extracted:
+    """One video's result for one modality.
+
+    ``features`` is [T, dim] float32 (T >= 1), or None when the signal is absent (no face, no speech,
+    no text, no audio stream); ``absent`` then says why in a few words. Absent is not failed: a
+    failure is an exception, recorded with its reason by the runner.
+    """
+
+    features: np.ndarray | None
+    absent: str | None = None
+    side: dict[str, Any] | None = None   # transcript, OCR text, tags, boxes: display only
+
+    @classmethod
+    def missing(cls, reason: str, side: dict[str, Any] | None = None) -> "Extracted":
+        return cls(None, absent=reason, side=side)
+
+
+class Extractor:
+    """Base class. Subclasses set the class attributes and implement ``load`` and ``extract``.
+
+    Constructor keywords are the extractor's options (every one with a default); ``settings``
+    returns them together with model identity for the manifest.
+    """
+
+    modality: ClassVar[str]              # one of MODALITIES
+    kind: ClassVar[str] = "sequence"     # "sequence" or "vector"
+    needs_frames: ClassVar[bool] = True  # False: decoding may skip video frames for this extractor
+    sample_rate: ClassVar[int | None] = None  # audio rate this extractor reads, None for no audio
+
+    dim: int                             # set in __init__ (may depend on options)
+
+    def __init__(self, device: str = "cpu", batch_size: int = 64):
+        self.device = device
+        self.batch_size = int(batch_size)
+        self._loaded = False
+
+    # -- identity -------------------------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes the features: model id, weight sha256, sampling options."""
+        raise NotImplementedError
+
+    def spec(self) -> ModalitySpec:
+        return ModalitySpec(dim=int(self.dim), kind=self.kind, dtype="float16",
+                            extractor={"name": type(self).registered_name(), **self.settings()})
+
+    @classmethod
+    def registered_name(cls) -> str:
+        return getattr(cls, "name", cls.__name__)
+
+    # -- work -----------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the models (once per process). Called by ``ensure_loaded``."""
+        raise NotImplementedError
+
+    def ensure_loaded(self) -> None:
+        if not self._loaded:
+            self.load()
+            self._loaded = True
+
+    def extract(self, videos: Sequence[DecodedVideo]) -> list[Extracted]:
+        """One result per video, in order. Raise only for failures of the whole batch; a problem
+        with one video should become that video's absence (or its own exception in the runner's
+        per-video retry)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings()})"
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def frames_of(videos: Sequence[DecodedVideo]) -> tuple[list[np.ndarray], np.ndarray]:
+    """All sampled frames of a batch of videos as one list, and which video each came from."""
+    frames, owner = [], []
+    for i, v in enumerate(videos):
+        for frame in v.frames:
+            frames.append(frame)
+            owner.append(i)
+    return frames, np.asarray(owner, dtype=np.int64)

@@ -1,0 +1,105 @@
+"""Text encoders shared by the text-bearing extractors (speech, ocr, caption).
+
+A text encoder turns strings into one vector each. ``minilm`` is the packaged sentence encoder of
+the offline profile; ``hf`` loads any transformers encoder (a RoBERTa sentiment model in the
+standard profile) from the hub cache or a local folder. Encoders are cached per process by their
+settings, so three extractors sharing one encoder load it once.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vemo.errors import ConfigError
+
+POOLINGS = ("mean", "cls")
+
+
+class TextEncoder:
+    """transformers encoder + pooling (+ optional L2 normalisation) -> float32 [N, dim]."""
+
+    def __init__(self, model_path: str, *, pooling: str = "mean", normalize: bool = True,
+                 max_tokens: int = 256, batch_size: int = 32, device: str = "cpu",
+                 identity: dict[str, Any] | None = None):
+        if pooling not in POOLINGS:
+            raise ConfigError(f"text encoder pooling must be one of {POOLINGS}, got {pooling!r}")
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_path = str(model_path)
+        self.pooling, self.normalize = pooling, bool(normalize)
+        self.max_tokens, self.batch_size, self.device = int(max_tokens), int(batch_size), device
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = AutoModel.from_pretrained(self.model_path).to(device).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self._torch = torch
+        self.identity = dict(identity or {"model": self.model_path})
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.identity, "pooling": self.pooling, "normalize": self.normalize,
+                "max_tokens": self.max_tokens, "dim": self.dim}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            chunk = list(texts[start:start + self.batch_size])
+            tokens = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
+                                    return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**tokens).last_hidden_state
+            if self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[start:start + len(chunk)] = pooled.float().cpu().numpy()
+        return out
+
+
+def _minilm(**options: Any) -> TextEncoder:
+    from vemo import models
+
+    folder = models.ensure("all_minilm_l6_v2")
+    pooling_cfg = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    pooling = "cls" if pooling_cfg.get("pooling_mode_cls_token") else "mean"
+    identity = {"model": "sentence-transformers/all-MiniLM-L6-v2",
+                "weights_sha256": models.weight_sha256("all_minilm_l6_v2", "model.safetensors")}
+    options = {"pooling": pooling, "normalize": True, **options}
+    return TextEncoder(str(folder), identity=identity, **options)
+
+
+def _hf(model: str = "cardiffnlp/twitter-roberta-base-sentiment-latest", **options: Any) -> TextEncoder:
+    identity = {"model": model}
+    if Path(model).is_dir():
+        from vemo.models import file_sha256
+        weights = sorted(Path(model).glob("*.safetensors")) or sorted(Path(model).glob("*.bin"))
+        if weights:
+            identity["weights_sha256"] = file_sha256(weights[0])
+    return TextEncoder(model, identity=identity, **{"pooling": "cls", "normalize": False, **options})
+
+
+ENCODERS = {"minilm": _minilm, "hf": _hf}
+
+
+def _freeze(options: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in options.items()))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(name: str, frozen: tuple) -> TextEncoder:
+    options = {k: json.loads(v) for k, v in frozen}
+    return ENCODERS[name](**options)
+
+
+def load_text_encoder(name: str = "minilm", **options: Any) -> TextEncoder:
+    """One encoder per (name, options) per process."""
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown text encoder {name!r}; valid names: {', '.join(sorted(ENCODERS))}")
+    return _cached(name, _freeze(options))

