@@ -27,24 +27,41 @@ class TextEncoder:
                  identity: dict[str, Any] | None = None):
         if pooling not in POOLINGS:
             raise ConfigError(f"text encoder pooling must be one of {POOLINGS}, got {pooling!r}")
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig
 
         self.model_path = str(model_path)
         self.pooling, self.normalize = pooling, bool(normalize)
         self.max_tokens, self.batch_size, self.device = int(max_tokens), int(batch_size), device
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.model = AutoModel.from_pretrained(self.model_path).to(device).eval()
-        self.dim = int(self.model.config.hidden_size)
-        self._torch = torch
+        # only the config now: dim and settings() are known before (and without) the weights load
+        config = AutoConfig.from_pretrained(self.model_path)
+        self.dim = int(config.hidden_size)
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions:  # RoBERTa keeps two positions for padding; a longer max_length would crash
+            self.max_tokens = min(self.max_tokens, int(positions) - (2 if "roberta" in config.model_type else 0))
         self.identity = dict(identity or {"model": self.model_path})
+        self._tokenizer = self._model = None
 
     def settings(self) -> dict[str, Any]:
         return {**self.identity, "pooling": self.pooling, "normalize": self.normalize,
                 "max_tokens": self.max_tokens, "dim": self.dim}
 
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        return self._tokenizer
+
+    @property
+    def model(self):
+        if self._model is None:
+            from transformers import AutoModel
+            self._model = AutoModel.from_pretrained(self.model_path).to(self.device).eval()
+        return self._model
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        torch = self._torch
+        import torch
+
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             chunk = list(texts[start:start + self.batch_size])
