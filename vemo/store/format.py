@@ -27,6 +27,10 @@ INDEX = "index.json"
 SHARDS = "shards"
 SIDE = "side"
 KINDS = ("sequence", "vector")
+# "ok": every modality extracted or absent for a reason; "partial": some extractor failed on this video
+# (its modality is missing, the others are usable); "failed": nothing usable, see "reason".
+WITH_FEATURES = ("ok", "partial")
+STATUSES = WITH_FEATURES + ("failed",)
 DTYPES = ("float16", "float32")
 
 

@@ -6,8 +6,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vemo.store.format import (FORMAT_NAME, FORMAT_VERSION, INDEX, MANIFEST, SHARDS, ModalitySpec,
-                               StoreError, read_json, shard_files, side_path)
+from vemo.store.format import (FORMAT_NAME, FORMAT_VERSION, INDEX, MANIFEST, SHARDS, WITH_FEATURES,
+                               ModalitySpec, StoreError, read_json, shard_files, side_path)
 
 
 class FeatureStore:
@@ -47,9 +47,9 @@ class FeatureStore:
             if rec["id"] in self.records:
                 raise StoreError(f"{index_path} lists video {rec['id']!r} twice")
             self.records[rec["id"]] = rec
-        ok = [r for r in records if r.get("status") == "ok"]
+        ok = [r for r in records if r.get("status") in WITH_FEATURES]
         self.ids: list[str] = [r["id"] for r in ok]
-        self.failed: list[dict[str, Any]] = [r for r in records if r.get("status") != "ok"]
+        self.failed: list[dict[str, Any]] = [r for r in records if r.get("status") not in WITH_FEATURES]
         self._position = {vid: i for i, vid in enumerate(self.ids)}
         self._shards = sorted({r["shard"] for r in ok})
         shard_number = {s: k for k, s in enumerate(self._shards)}

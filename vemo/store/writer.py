@@ -15,8 +15,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from vemo.io import atomic_write_json
-from vemo.store.format import (FORMAT_NAME, FORMAT_VERSION, INDEX, MANIFEST, SHARDS, ModalitySpec,
-                               StoreError, read_json, shard_files, side_path)
+from vemo.store.format import (FORMAT_NAME, FORMAT_VERSION, INDEX, MANIFEST, SHARDS, WITH_FEATURES,
+                               ModalitySpec, StoreError, read_json, shard_files, side_path)
 
 
 class FeatureStoreWriter:
@@ -50,6 +50,7 @@ class FeatureStoreWriter:
             self._records = []
         self._known = {r["id"] for r in self._records}
         self._buffer: list[tuple[dict[str, Any], dict[str, np.ndarray], Any]] = []
+        self._replaced: set[str] = set()  # committed ids whose record the next commit supersedes
 
     # ---------------------------------------------------------------- resume support
     def _check_same_manifest(self, manifest: dict[str, Any]) -> None:
@@ -65,7 +66,7 @@ class FeatureStoreWriter:
 
     def _remove_orphan_shards(self) -> None:
         """Shards renamed into place whose index update never happened (a crash) are invisible; drop them."""
-        referenced = {r["shard"] for r in self._records if r.get("status") == "ok"}
+        referenced = {r["shard"] for r in self._records if r.get("status") in WITH_FEATURES}
         shard_root = self.root / SHARDS
         if shard_root.is_dir():
             for d in shard_root.iterdir():
@@ -76,12 +77,35 @@ class FeatureStoreWriter:
         """True when the video is already committed (ok or failed) or waiting in the buffer."""
         return video_id in self._known
 
+    def record(self, video_id: str) -> dict[str, Any] | None:
+        """The committed index record of a video (None when it has none yet)."""
+        for rec in reversed(self._records):
+            if rec["id"] == video_id:
+                return rec
+        return None
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records)
+
+    def _claim(self, video_id: str, replace: bool) -> None:
+        if video_id in self._known:
+            buffered = any(rec["id"] == video_id for rec, _, _ in self._buffer)
+            if not replace or buffered:
+                raise ValueError(f"video {video_id!r} is already in {self.root}")
+            self._replaced.add(video_id)  # re-extracted (retry or changed file): the new record wins
+        self._known.add(video_id)
+
     # ---------------------------------------------------------------- adding videos
     def add(self, video_id: str, features: Mapping[str, np.ndarray | None], *, source: str = "",
-            sha256: str = "", duration: float | None = None, side: Any = None) -> None:
-        """Buffer one video. A modality left out or given as None is missing for this video."""
-        if video_id in self._known:
-            raise ValueError(f"video {video_id!r} is already in {self.root}")
+            sha256: str = "", duration: float | None = None, side: Any = None, status: str = "ok",
+            extra: Mapping[str, Any] | None = None, replace: bool = False) -> None:
+        """Buffer one video. A modality left out or given as None is missing for this video.
+
+        ``status`` is "ok" or "partial" (an extractor failed on it); ``extra`` adds fields to the index
+        record (per-modality status, decoding notes); ``replace`` supersedes a committed record.
+        """
+        if status not in WITH_FEATURES:
+            raise ValueError(f"status must be one of {WITH_FEATURES}, got {status!r}")
         unknown = set(features) - set(self.modalities)
         if unknown:
             raise ValueError(f"video {video_id!r}: unknown modalities {sorted(unknown)}; the store "
@@ -89,10 +113,10 @@ class FeatureStoreWriter:
         arrays = {}
         for name, spec in self.modalities.items():
             arrays[name] = self._checked(video_id, name, spec, features.get(name))
+        self._claim(video_id, replace)
         record = {"id": video_id, "source": source, "sha256": sha256, "duration": duration,
-                  "status": "ok", "reason": None}
+                  "status": status, "reason": None, **dict(extra or {})}
         self._buffer.append((record, arrays, side))
-        self._known.add(video_id)
         if len(self._buffer) >= self.shard_size:
             self.commit()
 
@@ -116,21 +140,20 @@ class FeatureStoreWriter:
                              f"NaN or infinite values (after conversion to {spec.dtype}); not stored")
         return out
 
-    def add_failure(self, video_id: str, reason: str, *, source: str = "", sha256: str = "") -> None:
+    def add_failure(self, video_id: str, reason: str, *, source: str = "", sha256: str = "",
+                    extra: Mapping[str, Any] | None = None, replace: bool = False) -> None:
         """Record that a video could not be processed, so it is reported and not retried blindly."""
-        if video_id in self._known:
-            raise ValueError(f"video {video_id!r} is already in {self.root}")
+        self._claim(video_id, replace)
         record = {"id": video_id, "source": source, "sha256": sha256, "duration": None,
-                  "status": "failed", "reason": str(reason)}
+                  "status": "failed", "reason": str(reason), **dict(extra or {})}
         self._buffer.append((record, {}, None))
-        self._known.add(video_id)
 
     # ---------------------------------------------------------------- committing
     def commit(self) -> None:
         """Make every buffered video visible: shard first, side data next, index last."""
         if not self._buffer:
             return
-        ok = [(rec, arrays, side) for rec, arrays, side in self._buffer if rec["status"] == "ok"]
+        ok = [(rec, arrays, side) for rec, arrays, side in self._buffer if rec["status"] in WITH_FEATURES]
         if ok:
             shard = self._next_shard_name()
             shard_root = self.root / SHARDS
@@ -152,10 +175,15 @@ class FeatureStoreWriter:
                 rec["shard"], rec["row"] = shard, row
                 if side is not None:
                     atomic_write_json(side_path(self.root, rec["id"]), side)
-        new_records = self._records + [rec for rec, _, _ in self._buffer]
+        for rec, _, side in self._buffer:
+            if side is None and rec["id"] in self._replaced:
+                side_path(self.root, rec["id"]).unlink(missing_ok=True)  # the old side data is stale
+        kept = [r for r in self._records if r["id"] not in self._replaced]
+        new_records = kept + [rec for rec, _, _ in self._buffer]
         atomic_write_json(self.root / INDEX, {"videos": new_records})
         self._records = new_records
         self._buffer = []
+        self._replaced = set()
 
     def _next_shard_name(self) -> str:
         shard_root = self.root / SHARDS
