@@ -1,0 +1,3 @@
+from vemo.extract.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""python -m vemo.extract input=PATH out=STORE [extract=offline|standard] [key=value ...]"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from vemo.cli import reported_errors, run_command
+from vemo.config import CONFIG_DIR
+
+log = logging.getLogger("vemo.extract")
+
+
+def extract(cfg: DictConfig) -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    from vemo.extract.extraction import run_extraction, write_summary_json
+    from vemo.extract.summary import summary_table
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    log_file = str(run_dir / "extract.log") if run_dir else None
+    result = run_extraction(OmegaConf.to_container(cfg, resolve=True), log_file=log_file)
+    print()
+    print(summary_table(result.records, result.modalities))
+    print()
+    print(f"this run: {result.processed} videos extracted, {result.skipped} skipped (already done); "
+          f"model loading {result.load_seconds:.1f} s")
+    if result.processed:
+        print(f"real-time factor: {result.real_time_factor:.1f}x ({result.seconds_of_video:.0f} s of video "
+              f"in {result.wall_seconds:.1f} s, {result.processed / max(result.wall_seconds, 1e-9):.2f} videos/s)")
+    if run_dir:
+        write_summary_json(result, run_dir / "summary.json")
+        print(f"log: {run_dir}")
+    print(f"store: {result.store}")
+    print(f"train on it: python -m vemo.train data=store data.store={result.store}")
+    return 1 if cfg.get("strict") and result.problems else 0
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="extract", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    logging.captureWarnings(True)
+    with reported_errors():
+        code = extract(cfg)
+        if code:
+            print(f"strict=true: {code and 'some videos failed or are partial'}; exit status 1", file=sys.stderr)
+            sys.exit(code)
+
+
+def main() -> None:
+    run_command(_hydra_main, "extract")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""``python -m vemo.extract``'s work: find videos, plan what is left, run the processes, merge, sum up."""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from vemo.errors import ConfigError
+from vemo.extract.base import MODALITIES, file_sha256
+from vemo.extract.inputs import VideoInput, find_videos
+from vemo.extract.runner import (DecodeSettings, Job, Progress, WorkerConfig, build_extractors,
+                                 decode_settings_for, extract_jobs, main_records, part_prefix,
+                                 spawned_worker, store_specs)
+from vemo.io import atomic_write_json
+from vemo.store.merge import merge_parts
+from vemo.store.writer import FeatureStoreWriter
+
+
+@dataclass
+class ExtractionResult:
+    store: Path
+    total: int                       # videos in the input
+    skipped: int                     # already done with the same settings and file
+    processed: int                   # extracted in this run
+    statuses: dict[str, int] = field(default_factory=dict)  # of this run's videos
+    seconds_of_video: float = 0.0
+    wall_seconds: float = 0.0        # the extraction loop, model loading excluded
+    load_seconds: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)  # main-store records of every input video
+    modalities: list[str] = field(default_factory=list)
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.seconds_of_video / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def problems(self) -> int:
+        return self.statuses.get("failed", 0) + self.statuses.get("partial", 0)
+
+
+def selected_extractors(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    profile = dict(cfg["extract"]["extractors"] or {})
+    profile = {m: dict(o) for m, o in profile.items() if o is not None}
+    for m, opts in profile.items():
+        if m not in MODALITIES:
+            raise ConfigError(f"extract.extractors.{m}: unknown modality; vemo's modalities are "
+                              f"{', '.join(MODALITIES)}")
+        if not opts.get("name"):
+            raise ConfigError(f"extract.extractors.{m} names no extractor (set its name)")
+    wanted = cfg.get("modalities")
+    if wanted:
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        unknown = [m for m in wanted if m not in profile]
+        if unknown:
+            raise ConfigError(f"modalities={wanted}: {', '.join(unknown)} not in the "
+                              f"{cfg['extract'].get('name', '')} profile ({', '.join(sorted(profile))})")
+        profile = {m: profile[m] for m in wanted}
+    if not profile:
+        raise ConfigError("no extractor selected: the profile is empty")
+    return profile
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def plan(videos: list[VideoInput], store: Path, retry_failed: bool) -> tuple[list[Job], int]:
+    """Jobs for the videos that are not done yet; the count of those skipped."""
+    done = main_records(store)
+    jobs, skipped = [], 0
+    for v in videos:
+        st = os.stat(v.path)
+        rec = done.get(v.id)
+        if rec is not None:
+            unchanged = (rec.get("source") == v.path and rec.get("size") == st.st_size
+                         and rec.get("mtime") == st.st_mtime)
+            if not unchanged and rec.get("sha256"):
+                unchanged = file_sha256(v.path) == rec["sha256"]  # moved or touched, same content
+            if unchanged and not (retry_failed and rec.get("status") == "failed"):
+                skipped += 1
+                continue
+        jobs.append(Job(v, st.st_size, st.st_mtime, replace=rec is not None))
+    return jobs, skipped
+
+
+def write_folder_labels(videos: list[VideoInput], store: Path) -> Path:
+    """labels.csv + classes.txt beside the store, one class per parent folder."""
+    folder = store.resolve().parent
+    labels = folder / "labels.csv"
+    classes = sorted({v.label for v in videos})
+    tmp = labels.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label"])
+        for v in videos:
+            w.writerow([v.id, v.label])
+    os.replace(tmp, labels)
+    (folder / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+    return labels
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of a torchrun / srun launch; (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    return rank, world
+
+
+def _barrier(world: int) -> None:
+    if world <= 1 or "MASTER_ADDR" not in os.environ:
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+
+
+def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> ExtractionResult:
+    store = Path(str(cfg["out"])).expanduser()
+    videos = find_videos(cfg["input"])
+    options = selected_extractors(cfg)
+    device = resolve_device(str(cfg.get("device", "auto")))
+    processes = int(cfg.get("processes") or 1)
+    if processes < 1:
+        raise ConfigError(f"processes must be at least 1, got {processes}")
+    rank, world = distributed_rank()
+
+    if cfg.get("labels") == "folders" and rank == 0:
+        path = write_folder_labels(videos, store)
+        print(f"labels: {path} ({len({v.label for v in videos})} classes from folder names)")
+    elif cfg.get("labels") not in (None, "folders"):
+        raise ConfigError(f"labels={cfg.get('labels')!r}: use labels=folders or leave it null")
+
+    load_start = time.perf_counter()
+    extractors = build_extractors(options, device)
+    for ex in extractors.values():
+        ex.ensure_loaded()
+    decode = decode_settings_for(extractors, DecodeSettings(
+        num_frames=int(cfg.get("num_frames") or 16), fps=cfg.get("fps"),
+        max_side=int(cfg.get("max_side") or 960), max_audio_seconds=cfg.get("max_audio_seconds")))
+    specs = store_specs(extractors, decode)
+    load_seconds = time.perf_counter() - load_start
+
+    # finish what an earlier, killed run committed, then check this run's settings against the store
+    if rank == 0:
+        merge_parts(store)
+        FeatureStoreWriter(store, specs, metadata={"profile": cfg["extract"].get("name")})
+    _barrier(world)
+    jobs, skipped = plan(videos, store, bool(cfg.get("retry_failed")))
+    mine = jobs[rank::world]
+    cpu = os.cpu_count() or 1
+    worker = dict(extractor_options=options, decode=decode, video_batch=int(cfg.get("video_batch") or 8),
+                  decode_workers=int(cfg.get("decode_workers") or 0), commit_every=int(cfg.get("commit_every") or 16),
+                  part_size=int(cfg.get("part_size") or 2048),
+                  threads=cfg.get("threads") or max(1, cpu // max(1, processes)),
+                  metadata={"profile": cfg["extract"].get("name")}, log_file=log_file)
+
+    start = time.perf_counter()
+    seconds, statuses = 0.0, {}
+    if mine:
+        from tqdm import tqdm
+        bar = tqdm(total=len(mine), desc=f"extracting{f' (rank {rank})' if world > 1 else ''}",
+                   unit="video", dynamic_ncols=True, file=sys.stderr)
+
+        def report(p: Progress) -> None:
+            nonlocal seconds
+            seconds += p.duration
+            statuses[p.status] = statuses.get(p.status, 0) + 1
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.update(1)
+            bar.set_postfix_str(f"{bar.n / elapsed:.2f} videos/s, {seconds / elapsed:.1f}x real time, "
+                                f"{statuses.get('failed', 0)} failed", refresh=False)
+
+        try:
+            if processes == 1:
+                extract_jobs(WorkerConfig(store=str(store), jobs=mine, device=device,
+                                          part_prefix=part_prefix(rank), **worker), report, extractors)
+            else:
+                del extractors  # the spawned processes load their own models
+                _run_processes(store, mine, processes, device, worker, report)
+        finally:
+            bar.close()
+    wall = time.perf_counter() - start
+
+    _barrier(world)
+    if rank == 0:
+        merge_parts(store)
+    records = main_records(store)
+    chosen = [records[v.id] for v in videos if v.id in records]
+    return ExtractionResult(store=store, total=len(videos), skipped=skipped, processed=len(mine),
+                            statuses=statuses, seconds_of_video=seconds, wall_seconds=wall,
+                            load_seconds=load_seconds, records=chosen, modalities=sorted(specs))
+
+
+def _run_processes(store: Path, jobs: list[Job], processes: int, device: str, worker: dict[str, Any],
+                   report) -> None:
+    import multiprocessing as mp
+    import queue as queue_module
+
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    n_gpu = _cuda_count() if device.startswith("cuda") and ":" not in device else 0
+    procs = []
+    for k in range(processes):
+        dev = f"cuda:{k % n_gpu}" if n_gpu else device
+        cfg = WorkerConfig(store=str(store), jobs=jobs[k::processes], device=dev,
+                           part_prefix=part_prefix(k), **worker)
+        p = ctx.Process(target=spawned_worker, args=(cfg, events), daemon=False)
+        p.start()
+        procs.append(p)
+    errors = []
+    try:
+        while True:
+            try:
+                event = events.get(timeout=0.5)
+            except queue_module.Empty:
+                if not any(p.is_alive() for p in procs):
+                    break
+                continue
+            if isinstance(event, Progress):
+                report(event)
+            elif isinstance(event, tuple) and event and event[0] == "error":
+                errors.append(event[1])
+        # drain what arrived after the last process ended
+        while True:
+            try:
+                event = events.get_nowait()
+            except queue_module.Empty:
+                break
+            if isinstance(event, Progress):
+                report(event)
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+    dead = [p.exitcode for p in procs if p.exitcode]
+    if errors or dead:
+        from vemo.errors import VemoError
+        raise VemoError(f"{len(dead) or len(errors)} of {processes} extraction processes failed"
+                        + (f": {errors[0]}" if errors else f" (exit codes {dead})")
+                        + "; what they committed is kept, rerun to finish")
+
+
+def _cuda_count() -> int:
+    import torch
+    return torch.cuda.device_count()
+
+
+def write_summary_json(result: ExtractionResult, path: Path) -> None:
+    atomic_write_json(path, {
+        "store": str(result.store), "videos": result.total, "skipped": result.skipped,
+        "processed": result.processed, "statuses": result.statuses,
+        "seconds_of_video": round(result.seconds_of_video, 3), "wall_seconds": round(result.wall_seconds, 3),
+        "load_seconds": round(result.load_seconds, 3),
+        "real_time_factor": round(result.real_time_factor, 3)})

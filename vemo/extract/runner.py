@@ -1,0 +1,348 @@
+"""Run extractors over many videos: decode in DataLoader workers, batch the models, write parts.
+
+One process (or each of ``processes`` spawned ones, or each rank of a torchrun/srun launch) takes
+its share of the videos, decodes them in DataLoader workers while the models run in the main
+thread, passes several videos' frames through each model at once, and commits the results to its
+own part store every few videos. Parts are merged into the main store at the end (and at the start
+of a rerun, so work committed before a crash or ``kill -9`` is kept).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256
+from vemo.extract.inputs import VideoInput
+from vemo.store.format import INDEX, ModalitySpec, read_json
+from vemo.store.merge import PARTS
+from vemo.store.writer import FeatureStoreWriter
+
+
+@dataclass(frozen=True)
+class Job:
+    video: VideoInput
+    size: int
+    mtime: float
+    replace: bool = False  # the main store already has a record for this id (retry or changed file)
+
+
+@dataclass
+class DecodeSettings:
+    num_frames: int = 16
+    fps: float | None = None
+    max_side: int = 960
+    max_audio_seconds: float | None = None
+    sample_rates: tuple[int, ...] = (16000,)
+    need_frames: bool = True
+
+
+@dataclass
+class Decoded:
+    """What a DataLoader worker hands to the models: a decoded video or the reason it failed."""
+
+    job: Job
+    video: DecodedVideo | None
+    sha256: str
+    error: str | None = None
+    seconds: float = 0.0  # wall time spent decoding
+
+
+@dataclass
+class Progress:
+    """One committed video, sent to whoever draws the progress bar."""
+
+    status: str
+    duration: float
+
+
+class DecodeDataset:
+    """A map-style dataset: index -> Decoded. Lives in DataLoader workers (spawned, picklable)."""
+
+    def __init__(self, jobs: Sequence[Job], settings: DecodeSettings):
+        self.jobs = list(jobs)
+        self.settings = settings
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int) -> Decoded:
+        from vemo.extract.decode import decode
+
+        job = self.jobs[i]
+        start = time.perf_counter()
+        try:
+            sha = file_sha256(job.video.path)
+        except OSError as e:
+            return Decoded(job, None, "", f"cannot read the file: {e}")
+        s = self.settings
+        try:
+            video = decode(job.video.path, job.video.id, num_frames=s.num_frames, fps=s.fps,
+                           sample_rates=s.sample_rates, max_side=s.max_side,
+                           max_audio_seconds=s.max_audio_seconds, need_frames=s.need_frames)
+        except Exception as e:  # noqa: BLE001 - any decoder failure is this video's failure, not the run's
+            return Decoded(job, None, sha, _reason(e), time.perf_counter() - start)
+        return Decoded(job, video, sha, None, time.perf_counter() - start)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def _collate(batch: list[Decoded]) -> list[Decoded]:
+    return batch
+
+
+def decode_settings_for(extractors: Mapping[str, Extractor], base: DecodeSettings) -> DecodeSettings:
+    rates = sorted({int(e.sample_rate) for e in extractors.values() if e.sample_rate})
+    need_frames = any(e.needs_frames for e in extractors.values())
+    return DecodeSettings(num_frames=base.num_frames, fps=base.fps, max_side=base.max_side,
+                          max_audio_seconds=base.max_audio_seconds,
+                          sample_rates=tuple(rates) or (16000,), need_frames=need_frames)
+
+
+def store_specs(extractors: Mapping[str, Extractor], decode: DecodeSettings) -> dict[str, ModalitySpec]:
+    """The manifest entries: each extractor's spec plus the decoding settings that shape its input."""
+    specs = {}
+    for name, ex in sorted(extractors.items()):
+        spec = ex.spec()
+        sampling = {"num_frames": decode.num_frames, "fps": decode.fps, "max_side": decode.max_side,
+                    "max_audio_seconds": decode.max_audio_seconds}
+        specs[name] = ModalitySpec(dim=spec.dim, kind=spec.kind, dtype=spec.dtype,
+                                   extractor={**spec.extractor, "decode": sampling})
+    return specs
+
+
+def run_extractor(extractor: Extractor, videos: list[DecodedVideo]) -> list[Extracted | BaseException]:
+    """Run one extractor on a batch; if the batch fails, retry video by video to find the culprit."""
+    if not videos:
+        return []
+    try:
+        out = extractor.extract(videos)
+        if len(out) != len(videos):
+            raise RuntimeError(f"{type(extractor).__name__} returned {len(out)} results for "
+                               f"{len(videos)} videos")
+        return list(out)
+    except Exception:  # noqa: BLE001
+        if len(videos) == 1:
+            return [_capture(extractor, videos[0])]
+        return [_capture(extractor, v) for v in videos]
+
+
+def _capture(extractor: Extractor, video: DecodedVideo) -> Extracted | BaseException:
+    try:
+        return extractor.extract([video])[0]
+    except Exception as e:  # noqa: BLE001
+        e.__vemo_traceback__ = traceback.format_exc()  # type: ignore[attr-defined]
+        return e
+
+
+class PartWriter:
+    """Writes this process's results into ``<store>/parts/<prefix>-NNN``, rotating every ``part_size``
+    videos so that no index grows without bound."""
+
+    def __init__(self, store: Path, prefix: str, specs: dict[str, ModalitySpec], metadata: dict[str, Any],
+                 commit_every: int, part_size: int):
+        self.store, self.prefix, self.specs, self.metadata = store, prefix, specs, metadata
+        self.commit_every, self.part_size = int(commit_every), int(part_size)
+        self._seq, self._count, self._writer = 0, 0, None
+        self._last_commit = time.monotonic()
+
+    def _current(self) -> FeatureStoreWriter:
+        if self._writer is None or self._count >= self.part_size:
+            self.close()
+            path = self.store / PARTS / f"{self.prefix}-{self._seq:03d}"
+            self._seq += 1
+            self._count = 0
+            self._writer = FeatureStoreWriter(path, self.specs, shard_size=self.commit_every,
+                                              metadata=self.metadata)
+        return self._writer
+
+    def add(self, **kwargs: Any) -> None:
+        w = self._current()
+        if kwargs.pop("failed", False):
+            w.add_failure(**kwargs)
+        else:
+            w.add(**kwargs)
+        self._count += 1
+        # the writer commits by itself every `commit_every` ok videos; failures and slow videos are
+        # committed here too, so a kill loses at most a few videos or 30 seconds of work
+        if len(w._buffer) >= self.commit_every or time.monotonic() - self._last_commit > 30:
+            self.commit()
+
+    def commit(self) -> None:
+        if self._writer is not None:
+            self._writer.commit()
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.commit()
+            self._writer = None
+
+
+def record_video(writer: PartWriter, item: Decoded, results: Mapping[str, Extracted | BaseException],
+                 specs: Mapping[str, ModalitySpec], log: Callable[[str], None]) -> str:
+    """Turn one video's decode result and extractor results into a store record; returns its status."""
+    job = item.job
+    base_extra = {"size": job.size, "mtime": job.mtime, "extracted_at": time.time()}
+    common = {"source": job.video.path, "sha256": item.sha256, "replace": job.replace}
+    if item.video is None:
+        writer.add(video_id=job.video.id, reason=f"decode: {item.error}", failed=True,
+                   extra={**base_extra, "modalities": {m: "failed: not decoded" for m in specs}}, **common)
+        return "failed"
+    video = item.video
+    features: dict[str, np.ndarray | None] = {}
+    states: dict[str, str] = {}
+    side: dict[str, Any] = {}
+    for name in specs:
+        result = results[name]
+        if isinstance(result, BaseException):
+            states[name] = f"failed: {_reason(result)}"
+            log(f"{job.video.id}: {name} failed: {getattr(result, '__vemo_traceback__', _reason(result))}")
+            features[name] = None
+            continue
+        if result.side is not None:
+            side[name] = result.side
+        if result.features is None:
+            states[name] = f"absent: {result.absent or 'no signal'}"
+            features[name] = None
+            continue
+        arr = np.asarray(result.features, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.size and not np.isfinite(arr.astype(specs[name].dtype)).all():
+            states[name] = "failed: non-finite features (NaN or overflow)"
+            features[name] = None
+            continue
+        if arr.ndim != 2 or arr.shape[1] != specs[name].dim or arr.shape[0] == 0:
+            states[name] = f"failed: extractor returned shape {tuple(arr.shape)}, expected [T>0, {specs[name].dim}]"
+            features[name] = None
+            continue
+        features[name] = arr
+        states[name] = "ok"
+    failed = [m for m, s in states.items() if s.startswith("failed")]
+    extra = {**base_extra, "modalities": states, "notes": list(video.notes),
+             "header_duration": video.header_duration}
+    if failed and len(failed) == len(states):
+        writer.add(video_id=job.video.id, reason="every extractor failed: " + "; ".join(
+            f"{m}: {states[m][8:]}" for m in failed), failed=True, extra=extra, **common)
+        return "failed"
+    status = "partial" if failed else "ok"
+    if video.notes:
+        side["decode"] = {"notes": list(video.notes)}
+    writer.add(video_id=job.video.id, features=features, duration=video.duration,
+               side=side or None, status=status, extra=extra, **common)
+    return status
+
+
+@dataclass
+class WorkerConfig:
+    """Everything a (possibly spawned) extraction process needs; plain data, picklable."""
+
+    store: str
+    jobs: list[Job]
+    extractor_options: dict[str, dict[str, Any]]
+    decode: DecodeSettings
+    video_batch: int = 8
+    decode_workers: int = 1
+    commit_every: int = 16
+    part_size: int = 2048
+    device: str = "cpu"
+    threads: int | None = None
+    part_prefix: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    log_file: str | None = None
+
+
+def build_extractors(options: Mapping[str, Mapping[str, Any]], device: str) -> dict[str, Extractor]:
+    from vemo.extract import create
+
+    extractors = {}
+    for modality, opts in sorted(options.items()):
+        opts = dict(opts)
+        name = opts.pop("name")
+        ex = create(name, device=device, **opts)
+        if getattr(ex, "modality", modality) != modality:
+            from vemo.errors import ConfigError
+            raise ConfigError(f"extract.extractors.{modality}: extractor {name!r} makes "
+                              f"{ex.modality!r} features, not {modality!r}")
+        extractors[modality] = ex
+    return extractors
+
+
+def extract_jobs(cfg: WorkerConfig, report: Callable[[Progress], None],
+                 extractors: dict[str, Extractor] | None = None) -> None:
+    """The per-process loop: decode in workers, run every extractor on each batch, commit parts."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    if extractors is None:
+        extractors = build_extractors(cfg.extractor_options, cfg.device)
+    for ex in extractors.values():
+        ex.ensure_loaded()
+    specs = store_specs(extractors, cfg.decode)
+    log = _logger(cfg.log_file)
+    writer = PartWriter(Path(cfg.store), cfg.part_prefix, specs, cfg.metadata, cfg.commit_every,
+                        cfg.part_size)
+    if not cfg.jobs:
+        return
+    workers = int(cfg.decode_workers)
+    loader = DataLoader(DecodeDataset(cfg.jobs, cfg.decode), batch_size=int(cfg.video_batch),
+                        shuffle=False, num_workers=workers, collate_fn=_collate,
+                        # spawn: forking a process that already runs ONNX/CTranslate2 thread pools can hang
+                        multiprocessing_context="spawn" if workers > 0 else None,
+                        prefetch_factor=2 if workers > 0 else None)
+    try:
+        for batch in loader:
+            decoded = [item for item in batch if item.video is not None]
+            videos = [item.video for item in decoded]
+            per_modality = {name: run_extractor(ex, videos) for name, ex in extractors.items()}
+            for item in batch:
+                if item.video is None:
+                    results: dict[str, Any] = {}
+                else:
+                    k = decoded.index(item)
+                    results = {name: out[k] for name, out in per_modality.items()}
+                if item.error:
+                    log(f"{item.job.video.id}: not decoded: {item.error}")
+                status = record_video(writer, item, results, specs, log)
+                report(Progress(status, item.video.duration if item.video is not None else 0.0))
+    finally:
+        writer.close()
+
+
+def _logger(path: str | None) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        if path:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(message.rstrip() + "\n")
+    return log
+
+
+def spawned_worker(cfg: WorkerConfig, events: Any) -> None:
+    """Entry point of a spawned extraction process: progress goes back through a queue."""
+    try:
+        extract_jobs(cfg, events.put)
+    except BaseException as e:  # noqa: BLE001 - the parent reports it
+        events.put(("error", _reason(e), traceback.format_exc()))
+        raise
+
+
+def part_prefix(rank: int) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{socket.gethostname()}-{os.getpid()}-r{rank}"
+
+
+def main_records(store: Path) -> dict[str, dict[str, Any]]:
+    path = store / INDEX
+    return {r["id"]: r for r in read_json(path, "index")["videos"]} if path.is_file() else {}
