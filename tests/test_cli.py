@@ -30,7 +30,7 @@ def test_default_config():
     cfg = load_config(["run_dir=/tmp/x"])
     assert cfg.fusion.name == "crossattn" and "_target_" not in cfg.fusion
     assert cfg.data._target_ == "vemo.data.DemoDataModule"
-    assert list(cfg.data.modalities) == ["audio", "faces", "frames", "speech", "text"]
+    assert list(cfg.data.modalities) == ["audio", "faces", "frames", "ocr", "speech"]
     assert set(cfg.logger) == {"csv", "wandb"} and cfg.logger.wandb.offline is True
     assert cfg.model._target_ == "vemo.model.VideoClassifier"
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer" and cfg.trainer.deterministic is True

@@ -220,7 +220,7 @@ def test_resume_in_the_same_run_folder_matches_an_uninterrupted_run(baseline, ru
                               "test videos now were training videos then"]),
     (("fusion=concat_mlp", "fusion.hidden=64"), ["fusion head: gated then, concat_mlp now"]),
     (("fusion.hidden=32",), ["fusion.hidden: 64 then, 32 now"]),
-    (("data.modalities=[audio,frames]",), ["modalities: ['audio', 'faces', 'frames', 'speech', 'text'] then, "
+    (("data.modalities=[audio,frames]",), ["modalities: ['audio', 'faces', 'frames', 'ocr', 'speech'] then, "
                                            "['audio', 'frames'] now"]),
     (("model.d_model=16",), ["model.d_model: 32 then, 16 now"]),
 ], ids=["split", "head", "head-option", "modalities", "shape"])

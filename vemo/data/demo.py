@@ -2,8 +2,8 @@
 
 Nothing here comes from real videos. Each video gets a class y = 2 * family + polarity:
 
-* family (3 values) is content evidence spread over frames, faces, speech and text, each noisy
-  on its own (faces, speech and text are missing for some videos) and weak in audio;
+* family (3 values) is content evidence spread over frames, faces, speech and ocr (on-screen
+  text), each noisy on its own (faces, speech and ocr are missing for some videos) and weak in audio;
 * polarity (2 values) lives in exactly one of two places, chosen per video:
   - interaction (half the videos): frames carry a random sign s along one direction, audio carries
     s * polarity along another. Either modality alone is a coin flip; their product is the answer.
@@ -28,11 +28,11 @@ import numpy as np
 
 from vemo.store import FeatureStore, FeatureStoreWriter, ModalitySpec
 
-DEMO_VERSION = 2  # bump whenever the generated data changes, so caches are rebuilt
+DEMO_VERSION = 3  # bump whenever the generated data changes, so caches are rebuilt
 CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
-DIMS = {"frames": 512, "audio": 768, "faces": 768, "speech": 768, "text": 768}
+DIMS = {"frames": 512, "audio": 768, "faces": 768, "speech": 768, "ocr": 768}
 KINDS = {"frames": "sequence", "audio": "sequence", "faces": "sequence", "speech": "vector",
-         "text": "vector"}
+         "ocr": "vector"}
 SEQ_LEN = 16
 
 # Family evidence per modality: (signal amplitude, per-video noise in the class plane, presence rate).
@@ -42,7 +42,7 @@ FAMILY_EVIDENCE = {
     "frames": (3.0, 0.60, 1.0),
     "faces": (3.0, 0.55, 0.8),
     "speech": (7.5, 0.60, 0.7),
-    "text": (7.5, 0.60, 0.6),
+    "ocr": (7.5, 0.60, 0.6),
     "audio": (3.0, 1.50, 1.0),
 }
 # Polarity signals are strong once found; what makes them hard is where they live, not their size.
@@ -85,7 +85,8 @@ def _directions(rng: np.random.Generator, dim: int, count: int) -> np.ndarray:
 
 def generate_demo(root: str | Path, num_videos: int = 1600, seed: int = 0) -> Path:
     root = Path(root)
-    rng = np.random.default_rng([seed, DEMO_VERSION])
+    # seeded as in version 2: version 3 only renamed the modality text -> ocr, the numbers are the same
+    rng = np.random.default_rng([seed, 2])
     n = int(num_videos)
     labels = rng.permutation(np.arange(n) % len(CLASSES))  # balanced classes
     family, polarity = labels // 2, labels % 2
@@ -100,7 +101,7 @@ def generate_demo(root: str | Path, num_videos: int = 1600, seed: int = 0) -> Pa
     lengths = {m: np.full(n, SEQ_LEN) for m in ("frames", "audio")}
     has_faces = rng.random(n) < FAMILY_EVIDENCE["faces"][2]
     lengths["faces"] = np.where(has_faces, rng.integers(1, SEQ_LEN + 1, size=n), 0)
-    for m in ("speech", "text"):
+    for m in ("speech", "ocr"):
         lengths[m] = (rng.random(n) < FAMILY_EVIDENCE[m][2]).astype(int)
 
     features: dict[str, list[np.ndarray]] = {m: [] for m in DIMS}
