@@ -1,0 +1,163 @@
+"""Audio and speech extractors: YAMNet (packaged int8 ONNX) and AST (tiny random model) windows over
+the whole clip, absent vs silent audio, tags; faster-whisper (packaged Whisper base) on speech made
+by espeak-ng, language detection, "no speech"; openai-whisper plumbing with a tiny random model."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+
+import numpy as np
+import pytest
+
+from vemo.errors import ConfigError
+from vemo.extract import create
+from vemo.extract.base import DecodedVideo
+
+RATE = 16000
+
+
+def clip(audio: np.ndarray | None, vid: str = "v") -> DecodedVideo:
+    """A decoded video with only audio (extractors here never read frames)."""
+    empty = np.zeros((0, 2, 2, 3), np.uint8)
+    if audio is None:
+        return DecodedVideo(vid, vid, empty, np.zeros(0), {}, 1.0, has_audio=False)
+    return DecodedVideo(vid, vid, empty, np.zeros(0), {RATE: audio.astype(np.float32)}, len(audio) / RATE)
+
+
+def tone(hz: float, seconds: float, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def noise(seconds: float, seed: int = 0) -> np.ndarray:
+    return (0.3 * np.random.default_rng(seed).standard_normal(int(seconds * RATE))).astype(np.float32)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+# -- windows --------------------------------------------------------------------------------------
+def test_window_starts_cover_the_whole_clip():
+    from vemo.extract.audio import window_starts
+
+    starts = window_starts(total=1000, window=100, count=4)
+    assert starts.tolist() == [75, 325, 575, 825]  # centred on the middles of 4 equal segments
+    # shorter than count windows: overlapping but still spread from start to end
+    short = window_starts(total=150, window=100, count=16)
+    assert short[0] == 0 and short[-1] == 50 and np.all(np.diff(short) >= 0)
+
+
+# -- YAMNet ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def yamnet():
+    extractor = create("yamnet")
+    extractor.ensure_loaded()
+    return extractor
+
+
+def test_yamnet_contract_absent_silent_padded(yamnet):
+    assert (yamnet.dim, yamnet.kind, yamnet.modality, yamnet.needs_frames, yamnet.sample_rate) == \
+        (1024, "sequence", "audio", False, RATE)
+    settings = yamnet.settings()
+    assert settings["num_windows"] == 16 and len(settings["weights_sha256"]["yamnet/model.onnx"]) == 64
+    videos = [clip(tone(440, 3.0), "tone"), clip(None, "none"), clip(np.zeros(RATE * 2, np.float32), "silent"),
+              clip(tone(1000, 0.5), "short"), clip(np.zeros(800, np.float32), "tiny")]
+    out = yamnet.extract(videos)
+    assert len(out) == 5
+    assert out[0].features.shape == (16, 1024) and out[0].features.dtype == np.float32
+    assert np.isfinite(out[0].features).all() and out[0].absent is None
+    assert out[1].features is None and out[1].absent == "no audio stream"
+    assert out[2].features.shape == (16, 1024) and out[2].side["silent"] is True
+    assert out[2].side["tags"][0]["label"] == "Silence"
+    assert out[3].features.shape == (16, 1024) and "zero-padded" in out[3].side["notes"][0]
+    assert "silent" not in out[0].side and "notes" not in out[0].side
+    assert out[4].features is None and out[4].absent.startswith("audio shorter than")
+    tags = out[0].side["tags"]
+    assert len(tags) == 5 and all(0 <= t["score"] <= 1 for t in tags)
+    assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
+
+
+def test_yamnet_tags_speech_and_noise(yamnet, speech_en):
+    out = yamnet.extract([clip(speech_en, "speech"), clip(noise(3.0), "noise")])
+    assert out[0].side["tags"][0]["label"] == "Speech"
+    assert any("noise" in t["label"].lower() for t in out[1].side["tags"][:3])
+
+
+def test_yamnet_windows_reach_the_end_of_a_long_clip(yamnet):
+    # 20 s: a tone for the first 10 s, noise for the last 10 s. Windows 0-7 must hear the tone,
+    # windows 8-15 the noise (the old code reused the first seconds for every window).
+    audio = np.concatenate([tone(440, 10.0), noise(10.0)])
+    feats = yamnet.extract([clip(audio)])[0].features
+    ref_tone = yamnet.extract([clip(tone(440, 2.0))])[0].features[0]
+    ref_noise = yamnet.extract([clip(noise(2.0, seed=1))])[0].features[0]
+    for i in range(16):
+        closer_to_tone = cosine(feats[i], ref_tone) > cosine(feats[i], ref_noise)
+        assert closer_to_tone == (i < 8), f"window {i}"
+
+
+def test_yamnet_batch_equals_one_by_one(yamnet):
+    videos = [clip(tone(300, 2.0), "a"), clip(noise(5.0), "b")]
+    together = yamnet.extract(videos)
+    for video, result in zip(videos, together):
+        np.testing.assert_array_equal(yamnet.extract([video])[0].features, result.features)
+
+
+# -- AST (tiny random model) ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_ast(tmp_path_factory):
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    folder = tmp_path_factory.mktemp("tiny-ast")
+    labels = {0: "Speech", 1: "Music", 2: "Noise"}
+    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                       num_mel_bins=32, max_length=128, id2label=labels,
+                       label2id={v: k for k, v in labels.items()})
+    ASTForAudioClassification(config).save_pretrained(folder)
+    ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(folder)
+    return folder
+
+
+def test_ast_tiny_model_windows_and_tags(tiny_ast):
+    extractor = create("ast", model=str(tiny_ast), num_windows=6, window_seconds=1.0, top_k=2)
+    assert extractor.dim == 32 and extractor.kind == "sequence"
+    assert len(extractor.settings()["weights_sha256"]) == 64
+    audio = np.concatenate([tone(440, 3.0), noise(3.0)])
+    out = extractor.extract([clip(audio), clip(None), clip(tone(200, 0.4))])
+    assert out[0].features.shape == (6, 32) and np.isfinite(out[0].features).all()
+    assert not np.allclose(out[0].features[0], out[0].features[-1])  # windows differ along the clip
+    assert out[1].absent == "no audio stream"
+    assert out[2].features.shape == (6, 32) and "zero-padded" in out[2].side["notes"][0]
+    assert [t["label"] for t in out[0].side["tags"]][0] in {"Speech", "Music", "Noise"}
+    assert len(out[0].side["tags"]) == 2
+
+
+def test_ast_refuses_windows_longer_than_the_model_reads(tiny_ast):
+    extractor = create("ast", model=str(tiny_ast), window_seconds=3.0)
+    with pytest.raises(ConfigError, match="longer than"):
+        extractor.extract([clip(tone(440, 1.0))])
+
+
+# -- speech fixtures (espeak-ng) ------------------------------------------------------------------
+def espeak(tmp_path, text: str, voice: str = "en") -> np.ndarray:
+    """espeak-ng speech as mono float32 at 16 kHz (espeak writes 22050 Hz; resampled linearly)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    path = tmp_path / f"{voice}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
+    n = int(round(len(samples) * RATE / rate))
+    return np.interp(np.arange(n) * rate / RATE, np.arange(len(samples)), samples).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech_en(tmp_path_factory):
+    return espeak(tmp_path_factory.mktemp("en"), "I am very happy today")
+
+
+@pytest.fixture(scope="module")
+def speech_de(tmp_path_factory):
+    return espeak(tmp_path_factory.mktemp("de"), "Ich bin heute sehr glücklich und das Wetter ist schön", "de")
