@@ -1,0 +1,186 @@
+"""Frames: one image embedding per sampled frame.
+
+``mobilenet_v2`` (offline profile): torchvision MobileNetV2 with the packaged ImageNet weights,
+global-average-pooled 1280-d features. ``clip`` (standard profile): CLIP image embeddings from
+transformers (a hub id or a local folder). Frames of every video in a batch go through the model
+together, ``batch_size`` images per forward pass.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256, frames_of
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MOBILENET_WEIGHTS = "mobilenet_v2-b0353104.pth"
+
+
+def _absence(video: DecodedVideo) -> str | None:
+    """Why a video gives no frame tokens, or None when it has frames."""
+    if not video.has_video:
+        return "no video stream"
+    if len(video.frames) == 0:
+        return "no frames decoded"
+    return None
+
+
+def _split_by_owner(features: np.ndarray, owner: np.ndarray, videos: Sequence[DecodedVideo]) -> list[Extracted]:
+    results = []
+    for i, video in enumerate(videos):
+        reason = _absence(video)
+        if reason is not None:
+            results.append(Extracted.missing(reason))
+        else:
+            results.append(Extracted(np.ascontiguousarray(features[owner == i], dtype=np.float32)))
+    return results
+
+
+def resize_center_crop(frames: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
+                       mode: str = "bilinear"):
+    """uint8 [N, H, W, 3] RGB -> normalised float32 [N, 3, size, size]: the shorter side resized to
+    ``size`` (antialiased, as PIL does), then the centre square cut out."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x, size=(new_h, new_w), mode=mode, antialias=True, align_corners=False)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    x = x[:, :, top:top + size, left:left + size]
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1) * 255.0
+    std_t = torch.tensor(std).view(1, 3, 1, 1) * 255.0
+    return ((x - mean_t) / std_t).contiguous()
+
+
+class _FrameEmbedder(Extractor):
+    """Shared batching: preprocess each video's frames (one size per video), run the model on
+    chunks of ``batch_size`` images across videos, split the rows back per video."""
+
+    modality = "frames"
+    kind = "sequence"
+
+    def _preprocess(self, frames: np.ndarray):
+        raise NotImplementedError
+
+    def _embed(self, pixels) -> np.ndarray:
+        raise NotImplementedError
+
+    def extract(self, videos: Sequence[DecodedVideo]) -> list[Extracted]:
+        import torch
+
+        self.ensure_loaded()
+        frames, owner = frames_of(videos)
+        if not frames:
+            return _split_by_owner(np.zeros((0, self.dim), np.float32), owner, videos)
+        # preprocess per video (all frames of one video share a size), then batch across videos
+        pixels = torch.cat([self._preprocess(np.asarray(v.frames)) for v in videos if len(v.frames)])
+        out = np.empty((len(pixels), self.dim), dtype=np.float32)
+        for start in range(0, len(pixels), self.batch_size):
+            out[start:start + self.batch_size] = self._embed(pixels[start:start + self.batch_size])
+        return _split_by_owner(out, owner, videos)
+
+
+class MobileNetFrames(_FrameEmbedder):
+    """torchvision MobileNetV2 (packaged ImageNet weights): 1280-d pooled features per frame."""
+
+    name = "mobilenet_v2"
+
+    def __init__(self, image_size: int = 224, device: str = "cpu", batch_size: int = 32):
+        super().__init__(device=device, batch_size=batch_size)
+        self.image_size = int(image_size)
+        self.dim = 1280
+
+    def settings(self) -> dict[str, Any]:
+        from vemo import models
+
+        models.ensure("mobilenet_v2")
+        return {"model": "torchvision/mobilenet_v2", "weights": MOBILENET_WEIGHTS,
+                "weights_sha256": models.weight_sha256("mobilenet_v2", MOBILENET_WEIGHTS),
+                "image_size": self.image_size, "resize": "shorter side, bilinear, centre crop",
+                "pooling": "global average"}
+
+    def load(self) -> None:
+        import torch
+        from torchvision.models import mobilenet_v2
+
+        from vemo import models
+
+        path = models.ensure("mobilenet_v2") / MOBILENET_WEIGHTS
+        net = mobilenet_v2()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        # the classifier is not needed: features -> pooled 1280-d
+        self._net = net.features.to(self.device).eval()
+
+    def _preprocess(self, frames: np.ndarray):
+        return resize_center_crop(frames, self.image_size, IMAGENET_MEAN, IMAGENET_STD)
+
+    def _embed(self, pixels) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            maps = self._net(pixels.to(self.device))
+            return maps.mean(dim=(2, 3)).float().cpu().numpy()
+
+
+def _local_weights_sha256(folder: Path) -> str | None:
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return file_sha256(weights[0]) if weights else None
+
+
+class ClipFrames(_FrameEmbedder):
+    """CLIP image embeddings (the projection output; L2-normalised unless ``normalize=False``)."""
+
+    name = "clip"
+
+    def __init__(self, model: str = "openai/clip-vit-base-patch32", normalize: bool = True,
+                 device: str = "cpu", batch_size: int = 32):
+        super().__init__(device=device, batch_size=batch_size)
+        self.model = str(model)
+        self.normalize = bool(normalize)
+        # config and preprocessing numbers are small files: read them now so `dim` and
+        # `settings()` are known before the weights load
+        from transformers import CLIPConfig, CLIPImageProcessor
+
+        self.dim = int(CLIPConfig.from_pretrained(self.model).projection_dim)
+        self._processor = CLIPImageProcessor.from_pretrained(self.model)
+        crop = self._processor.crop_size
+        self.image_size = int(crop["height"] if isinstance(crop, dict) else crop)
+        size = self._processor.size
+        self.resize_to = int(size.get("shortest_edge") or size["height"]) if isinstance(size, dict) else int(size)
+
+    def settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"model": self.model}
+        if Path(self.model).is_dir():
+            settings["weights_sha256"] = _local_weights_sha256(Path(self.model))
+        settings.update(image_size=self.image_size, resize=self.resize_to, normalize=self.normalize)
+        return settings
+
+    def load(self) -> None:
+        from transformers import CLIPVisionModelWithProjection
+
+        self._net = CLIPVisionModelWithProjection.from_pretrained(self.model).to(self.device).eval()
+
+    def _preprocess(self, frames: np.ndarray):
+        # the processor's own numbers (size, crop, mean, std), applied to the whole batch in torch
+        pixels = resize_center_crop(frames, self.resize_to, self._processor.image_mean,
+                                    self._processor.image_std, mode="bicubic")
+        if self.image_size != self.resize_to:
+            top = (self.resize_to - self.image_size) // 2
+            pixels = pixels[:, :, top:top + self.image_size, top:top + self.image_size].contiguous()
+        return pixels
+
+    def _embed(self, pixels) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            embeds = self._net(pixel_values=pixels.to(self.device)).image_embeds
+            if self.normalize:
+                embeds = torch.nn.functional.normalize(embeds, dim=-1)
+            return embeds.float().cpu().numpy()
