@@ -120,3 +120,27 @@ def load_text_encoder(name: str = "minilm", **options: Any) -> TextEncoder:
     if name not in ENCODERS:
         raise ConfigError(f"unknown text encoder {name!r}; valid names: {', '.join(sorted(ENCODERS))}")
     return _cached(name, _freeze(options))
+
+
+def normalise_text(text: str) -> str:
+    """Case- and whitespace-insensitive form used to spot repeated lines."""
+    return " ".join(text.casefold().split())
+
+
+def unique_texts(texts: Sequence[str], similarity: float = 0.9) -> list[int]:
+    """Indices of the texts to keep, first-seen order: a text equal or nearly equal (difflib ratio
+    >= ``similarity`` after normalising case and whitespace) to an earlier kept one is dropped, so a
+    caption read on four frames, once with a misread letter, counts once."""
+    from difflib import SequenceMatcher
+
+    kept: list[int] = []
+    seen: list[str] = []
+    for i, text in enumerate(texts):
+        norm = normalise_text(text)
+        if not norm:
+            continue
+        if any(norm == old or SequenceMatcher(None, norm, old).ratio() >= similarity for old in seen):
+            continue
+        kept.append(i)
+        seen.append(norm)
+    return kept
