@@ -233,14 +233,20 @@ class _Converter:
         self.size: tuple[int, int] | None = None  # (width, height) handed to swscale, before rotation
         self.turns = 0                            # counter-clockwise quarter turns applied after it
         self.last: tuple[Any, np.ndarray] | None = None  # a frame picked twice is converted once
+        self.interpolation = "BILINEAR"
+        self.reformatter = None  # one swscale context for all frames: building one costs more than a frame
 
     def _setup(self, frame) -> None:
         width = frame.width * (self.sar if self.sar > 0 else 1.0)  # anamorphic: square pixels on screen
         height = frame.height
         scale = min(1.0, self.max_side / max(width, height))
         self.size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+        # area averaging when shrinking (no aliasing); at full size bilinear is 3x faster, same pixels
+        self.interpolation = "AREA" if scale < 1.0 else "BILINEAR"
         degrees = frame.rotation or 0
         self.turns = _quarter_turns(degrees) if degrees else _quarter_turns(self.rotation_tag or 0)
+        from av.video.reformatter import VideoReformatter
+        self.reformatter = VideoReformatter()
 
     def __call__(self, frame) -> np.ndarray:
         if self.last is not None and self.last[0] is frame:
@@ -248,7 +254,8 @@ class _Converter:
         if self.size is None:
             self._setup(frame)
         width, height = self.size
-        rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+        rgb = self.reformatter.reformat(frame, width, height, format="rgb24",
+                                        interpolation=self.interpolation).to_ndarray()
         if self.turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=self.turns))
         self.last = (frame, rgb)
@@ -261,9 +268,10 @@ class _Sampler:
     def __init__(self, container, stream, scan: _Scan, convert: _Converter, frame_step: float):
         self.container, self.stream, self.scan, self.convert = container, stream, scan, convert
         self.frame_step = frame_step  # nominal 1/fps, for frames without a timestamp or duration
+        self.time_base = float(stream.time_base)
 
     def _time(self, value) -> float:
-        return float(value * self.stream.time_base)
+        return value * self.time_base
 
     def _seek_choice(self, target: float, here: float | None, highest: int) -> int | None:
         """Keyframe index to seek to for ``target`` from position ``here`` (None: nothing decoded
