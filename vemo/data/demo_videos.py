@@ -544,8 +544,8 @@ def hsv_colour(rng: np.random.Generator, box: HsvBox) -> tuple[float, float, flo
     return float(rng.uniform(h0, h1)) % 360, float(rng.uniform(s0, s1)), float(rng.uniform(v0, v1))
 
 
-def rgb(hsv: tuple[float, float, float], hue_shift: float = 0.0) -> tuple[int, int, int]:
-    r, g, b = colorsys.hsv_to_rgb(((hsv[0] + hue_shift) % 360) / 360, hsv[1], hsv[2])
+def rgb(hsv: tuple[float, float, float], hue_shift: float = 0.0, brightness: float = 1.0) -> tuple[int, int, int]:
+    r, g, b = colorsys.hsv_to_rgb(((hsv[0] + hue_shift) % 360) / 360, hsv[1], min(1.0, hsv[2] * brightness))
     return int(r * 255), int(g * 255), int(b * 255)
 
 
@@ -559,8 +559,8 @@ def font_path() -> str | None:
     return str(path) if path.is_file() else None
 
 
-def text_layer(text: str, width: int, height: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The text as RGB pixels and an alpha mask, as large as fits ~85% of the width and ~30% of the height."""
+def text_layer(text: str, width: int, height: int, rng: np.random.Generator):
+    """The text as an RGBA PIL image, as large as fits ~85% of the width and ~30% of the height."""
     from PIL import Image, ImageDraw, ImageFont
 
     path = font_path()
@@ -582,13 +582,12 @@ def text_layer(text: str, width: int, height: int, rng: np.random.Generator) -> 
     canvas = Image.new("RGBA", (tw, th), (0, 0, 0, 0))
     ImageDraw.Draw(canvas).text((-left, -top), text, font=font, fill=fill + (255,),
                                 stroke_width=stroke, stroke_fill=(0, 0, 0, 255))
-    pixels = np.asarray(canvas, dtype=np.float32)
-    return pixels[..., :3], pixels[..., 3:] / 255.0
+    return canvas
 
 
 def render_frames(plan: VideoPlan) -> Iterator[np.ndarray]:
     """RGB frames: a palette-coloured background with moving, bouncing shapes, noise and the text."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageChops, ImageDraw
 
     rng = np.random.default_rng([plan.render_seed, 2])
     w, h = plan.width, plan.height
@@ -606,15 +605,24 @@ def render_frames(plan: VideoPlan) -> Iterator[np.ndarray]:
         })
     hue_wobble = rng.uniform(4, 10)  # degrees of hue drift over the clip, so single frames differ
     hue_phase = rng.uniform(0, 2 * np.pi)
-    noise_level = int(rng.integers(4, 11))
+    # Grain from a small bank of 2x2-block noise fields, added and subtracted as images (saturating,
+    # in C): cheap to apply, and mild enough that h264 does not spend its time and bytes on it.
+    noise_level = int(rng.integers(2, 6))
+    grain = []
+    for _ in range(4):
+        field = rng.integers(-noise_level, noise_level + 1, size=((h + 1) // 2, (w + 1) // 2), dtype=np.int16)
+        field = np.repeat(field.repeat(2, axis=0).repeat(2, axis=1)[:h, :w, None], 3, axis=2)
+        grain.append((Image.fromarray(np.maximum(field, 0).astype(np.uint8)),
+                      Image.fromarray(np.maximum(-field, 0).astype(np.uint8))))
     if plan.ocr_text:
-        text_rgb, text_alpha = text_layer(plan.ocr_text, w, h, rng)
-        th, tw = text_alpha.shape[:2]
+        text_image = text_layer(plan.ocr_text, w, h, rng)
+        tw, th = text_image.size
         text_pos = rng.uniform([0.05 * w, 0.1 * h], [max(0.05 * w, w - tw - 0.05 * w), max(0.1 * h, h - th - 0.1 * h)])
         text_vel = rng.uniform(-1, 1, size=2) * 0.03 * min(w, h) / plan.fps
     for i in range(int(round(plan.seconds * plan.fps))):
         shift = hue_wobble * np.sin(2 * np.pi * i / max(1, plan.fps * plan.seconds) + hue_phase)
-        image = Image.new("RGB", (w, h), rgb(background, shift))
+        flicker = rng.uniform(0.96, 1.04)
+        image = Image.new("RGB", (w, h), rgb(background, shift, flicker))
         draw = ImageDraw.Draw(image)
         for s in shapes:
             s["pos"] = s["pos"] + s["vel"]
@@ -624,15 +632,13 @@ def render_frames(plan: VideoPlan) -> Iterator[np.ndarray]:
                     s["pos"][axis] = np.clip(s["pos"][axis], 0, limit)
             x, y = s["pos"]
             dx, dy = s["half"]
-            getattr(draw, s["kind"])([x - dx, y - dy, x + dx, y + dy], fill=rgb(s["colour"], shift))
-        frame = np.asarray(image, dtype=np.float32)
-        frame = frame * rng.uniform(0.96, 1.04) + rng.integers(-noise_level, noise_level + 1, size=(h, w, 1))
+            getattr(draw, s["kind"])([x - dx, y - dy, x + dx, y + dy], fill=rgb(s["colour"], shift, flicker))
+        lighter, darker = grain[rng.integers(len(grain))]
+        image = ImageChops.subtract(ImageChops.add(image, lighter), darker)
         if plan.ocr_text:
             x, y = (text_pos + text_vel * i).astype(int)
-            x, y = int(np.clip(x, 0, w - tw)), int(np.clip(y, 0, h - th))
-            region = frame[y:y + th, x:x + tw]
-            frame[y:y + th, x:x + tw] = region * (1 - text_alpha) + text_rgb * text_alpha
-        yield np.clip(frame, 0, 255).astype(np.uint8)
+            image.paste(text_image, (int(np.clip(x, 0, w - tw)), int(np.clip(y, 0, h - th))), text_image)
+        yield np.asarray(image)
 
 
 # -------------------------------------------------------------------------------------- encoding
@@ -643,7 +649,7 @@ def encode_mp4(path: Path, frames: Iterator[np.ndarray], audio: np.ndarray, plan
 
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=plan.fps,
-                                     options={"preset": "veryfast", "crf": "21", "threads": "1"})
+                                     options={"preset": "superfast", "crf": "23", "threads": "1"})
         video.width, video.height, video.pix_fmt = plan.width, plan.height, "yuv420p"
         sound = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
         chunk = 1024
@@ -772,8 +778,11 @@ def generate_demo_videos(out: str | Path, num_videos: int = 300, seconds: float 
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            # spawn: the workers must not inherit threads or locks of whatever imported this module
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # fork where there is one: a spawned worker would import vemo.data again, which takes
+            # seconds; nothing here holds threads or locks a forked child could trip on
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 for _ in pool.map(_render_job, jobs, chunksize=1):
                     bar.update()
         bar.close()
