@@ -129,6 +129,30 @@ class MobileNetFrames(_FrameEmbedder):
             return maps.mean(dim=(2, 3)).float().cpu().numpy()
 
 
+def _clip_vision_config(model: str):
+    """The vision tower's config of a full CLIP checkpoint (or of a vision-only one), with the
+    checkpoint's projection size (a vision config read alone would default to 512)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model)
+    vision = getattr(config, "vision_config", None)
+    if vision is None:
+        return config
+    vision.projection_dim = config.projection_dim
+    return vision
+
+
+def _size_value(size: Any, *keys: str) -> int:
+    """An image processor's size entry: an int, a dict or transformers' SizeDict."""
+    if isinstance(size, (int, float)):
+        return int(size)
+    for key in keys:
+        value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+        if value:
+            return int(value)
+    raise ValueError(f"image processor size {size!r} has none of {keys}")
+
+
 def _local_weights_sha256(folder: Path) -> str | None:
     weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     return file_sha256(weights[0]) if weights else None
@@ -146,14 +170,13 @@ class ClipFrames(_FrameEmbedder):
         self.normalize = bool(normalize)
         # config and preprocessing numbers are small files: read them now so `dim` and
         # `settings()` are known before the weights load
-        from transformers import CLIPConfig, CLIPImageProcessor
+        from transformers import CLIPImageProcessor
 
-        self.dim = int(CLIPConfig.from_pretrained(self.model).projection_dim)
+        self._vision_config = _clip_vision_config(self.model)
+        self.dim = int(self._vision_config.projection_dim)
         self._processor = CLIPImageProcessor.from_pretrained(self.model)
-        crop = self._processor.crop_size
-        self.image_size = int(crop["height"] if isinstance(crop, dict) else crop)
-        size = self._processor.size
-        self.resize_to = int(size.get("shortest_edge") or size["height"]) if isinstance(size, dict) else int(size)
+        self.image_size = _size_value(self._processor.crop_size, "height")
+        self.resize_to = _size_value(self._processor.size, "shortest_edge", "height")
 
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"model": self.model}
@@ -165,7 +188,8 @@ class ClipFrames(_FrameEmbedder):
     def load(self) -> None:
         from transformers import CLIPVisionModelWithProjection
 
-        self._net = CLIPVisionModelWithProjection.from_pretrained(self.model).to(self.device).eval()
+        self._net = CLIPVisionModelWithProjection.from_pretrained(
+            self.model, config=self._vision_config).to(self.device).eval()
 
     def _preprocess(self, frames: np.ndarray):
         # the processor's own numbers (size, crop, mean, std), applied to the whole batch in torch
