@@ -141,8 +141,8 @@ def tiny_roberta(tmp_path_factory) -> Path:
                             vocab_size=300, min_frequency=1,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.save_model(str(folder))
-    tokenizer = RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"),
-                                     merges_file=str(folder / "merges.txt"))
+    tokenizer = RobertaTokenizerFast(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+    assert len(tokenizer("i am so happy").input_ids) > 3  # the trained vocabulary is in use
     tokenizer.save_pretrained(folder)
     config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                            num_attention_heads=2, intermediate_size=37, max_position_embeddings=34,
@@ -164,6 +164,7 @@ def test_hf_text_encoder_loads_a_local_folder(tiny_roberta):
     assert settings["max_tokens"] == 32
 
     texts = ["i am so happy", "what a sad day " * 40]
+    assert encoder._model is None  # nothing loaded until the first encode
     vectors = encoder.encode(texts)
     assert vectors.shape == (2, 32) and vectors.dtype == np.float32 and np.isfinite(vectors).all()
 
@@ -175,14 +176,16 @@ def test_hf_text_encoder_loads_a_local_folder(tiny_roberta):
 
 
 # -- hf_caption -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_blip(tmp_path_factory) -> Path:
+def make_tiny_blip(folder: Path, silent: bool = False) -> Path:
+    """A random BLIP small enough to build in a test. Its word scores are biased so that greedy
+    decoding never stops early (or, ``silent``, stops at once: an empty caption)."""
+    import torch
     from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration,
                               BlipImageProcessor, BlipProcessor)
 
-    folder = tmp_path_factory.mktemp("tiny-blip")
     (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), bos_token="[DEC]")
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), bos_token="[DEC]")
+    assert tokenizer.convert_ids_to_tokens(tokenizer("happy cat").input_ids) == ["[CLS]", "happy", "cat", "[SEP]"]
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     ids = tokenizer.convert_tokens_to_ids
@@ -195,10 +198,20 @@ def tiny_blip(tmp_path_factory) -> Path:
                      "bos_token_id": ids("[DEC]"), "sep_token_id": ids("[SEP]"),
                      "eos_token_id": ids("[SEP]")},
         projection_dim=32)
-    import torch
     torch.manual_seed(0)
-    BlipForConditionalGeneration(config).eval().save_pretrained(folder)
+    model = BlipForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        bias = model.text_decoder.cls.predictions.bias
+        bias[:6] = -1e4  # special tokens never win ...
+        if silent:
+            bias[ids("[SEP]")] = 1e4  # ... except the end of the caption, right away
+    model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_blip(tmp_path_factory) -> Path:
+    return make_tiny_blip(tmp_path_factory.mktemp("tiny-blip"))
 
 
 def test_hf_caption_with_a_tiny_local_blip(tiny_blip):
@@ -218,9 +231,6 @@ def test_hf_caption_with_a_tiny_local_blip(tiny_blip):
     for a, b, source in zip(first, second, batch):
         if source.id == "no-frames":
             continue
-        if a.features is None:  # a random model may say nothing
-            assert a.absent == "no caption" and b.absent == "no caption"
-            continue
         assert a.features.shape == (1, 384) and a.features.dtype == np.float32
         assert set(a.side) == {"captions", "text"}
         assert 1 <= len(a.side["captions"]) <= 3
@@ -229,6 +239,16 @@ def test_hf_caption_with_a_tiny_local_blip(tiny_blip):
         assert a.side == b.side  # greedy decoding: the same frames give the same captions
         np.testing.assert_array_equal(a.features, b.features)
         json.dumps(a.side)
+    # frames 0, 4 and 7 of 8 are captioned; a tiny random model may say the same for all three
+    assert {c["time"] for c in first[0].side["captions"]} <= {0.0, 2.0, 3.5}
+    assert first[0].side["captions"][0]["time"] == 0.0
     # the same frame on every sampled position is captioned once
-    if first[2].features is not None:
-        assert len(first[2].side["captions"]) == 1
+    assert len(first[2].side["captions"]) == 1
+    expected = load_text_encoder("minilm").encode([first[2].side["text"]])
+    np.testing.assert_allclose(first[2].features, expected, atol=1e-5)
+
+
+def test_hf_caption_without_words_is_absent(tmp_path):
+    captioner = create("hf_caption", model=str(make_tiny_blip(tmp_path, silent=True)), num_frames=2)
+    result = captioner.extract([video([text_frame("I AM SO HAPPY")] * 4)])[0]
+    assert result.features is None and result.absent == "no caption"
