@@ -281,10 +281,14 @@ def test_unreadable_files_raise_decode_error_naming_the_file(tmp_path, content, 
         probe(path)
 
 
-def test_missing_file_and_file_without_streams(tmp_path):
+def test_missing_file_and_bad_options(tmp_path, clip):
     with pytest.raises(DecodeError, match="no such file"):
         decode(tmp_path / "gone.mp4", "x")
     assert issubclass(DecodeError, ValueError)
+    with pytest.raises(ValueError, match="num_frames"):
+        decode(clip, "x", num_frames=0)
+    with pytest.raises(ValueError, match="fps"):
+        decode(clip, "x", fps=0)
 
 
 def test_video_stream_without_frames_keeps_audio(tmp_path):

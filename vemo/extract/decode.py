@@ -31,7 +31,8 @@ Rotation
 Audio
     The whole audio stream (first one), resampled by FFmpeg to mono float32 at each rate in
     ``sample_rates``; chunks are concatenated once at the end. ``max_audio_seconds`` stops early,
-    with a note.
+    with a note. The array starts at the first decoded sample (a late audio start is not padded);
+    encoder padding past the length the stream states (mp4 + aac) is cut.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vemo.errors import DataError
+from vemo.errors import ConfigError, DataError
 from vemo.extract.base import DecodedVideo
 
 MAX_FPS_FRAMES = 256      # cap on frames sampled with fps=; more would be spread uniformly
@@ -510,9 +511,9 @@ def decode(path, video_id: str, *, num_frames: int = 16, fps: float | None = Non
 
     path = os.fspath(path)
     if num_frames < 1 and fps is None:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise ConfigError(f"decode: num_frames must be >= 1, got {num_frames}")
     if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise ConfigError(f"decode: fps must be > 0, got {fps}")
     notes: list[str] = []
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
