@@ -5,8 +5,10 @@ Whisper, OCR and ONNX runtimes are imported only when an extractor that needs th
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from vemo.errors import ConfigError
 from vemo.registry import Registry
 
 EXTRACTORS: Registry = Registry("extractor")
@@ -34,8 +36,22 @@ for _name, _target in {
 
 
 def create(name: str, **options: Any):
-    """Build a registered extractor (its module is imported now, its model loads on first use)."""
-    return EXTRACTORS.create(name, **options)
+    """Build a registered extractor (its module is imported now, its model loads on first use).
+
+    An unknown name lists the valid ones; an unknown option lists the extractor's options.
+    """
+    factory = EXTRACTORS.get(name)
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        own = [p for p in params if p != "self"]
+        unknown = sorted(set(options) - set(own))
+        if unknown:
+            raise ConfigError(f"extractor {name!r} has no option {', '.join(map(repr, unknown))}; "
+                              f"its options: {', '.join(own) or '(none)'}")
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"extractor {name!r}: {e}") from None
 
 
 def names() -> list[str]:

@@ -45,7 +45,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     with reported_errors():
         code = extract(cfg)
         if code:
-            print(f"strict=true: {code and 'some videos failed or are partial'}; exit status 1", file=sys.stderr)
+            print("strict=true: some videos failed or are partial; exit status 1", file=sys.stderr)
             sys.exit(code)
 
 

@@ -39,7 +39,8 @@ class ExtractionResult:
 
     @property
     def problems(self) -> int:
-        return self.statuses.get("failed", 0) + self.statuses.get("partial", 0)
+        """Input videos that are failed or partial in the store (this run's or an earlier one's)."""
+        return sum(r.get("status") in ("failed", "partial") for r in self.records)
 
 
 def selected_extractors(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
