@@ -459,9 +459,13 @@ def _read_audio(container, stream, sample_rates: Sequence[int], max_seconds: flo
     bad_packets = 0
     stopped_early = False
 
+    # a frame already mono float at the rate is taken as it is, until one is not (then resample from
+    # there on: the resampler holds no samples yet, so the order stays right)
+    direct = dict.fromkeys(rates, True)
+
     def take(rate: int, frames) -> None:
         for out in frames:
-            samples = out.to_ndarray().reshape(-1)
+            samples = _mono_float(out)
             if limits is not None:
                 samples = samples[: max(0, limits[rate] - counts[rate])]
             if samples.size:
@@ -478,7 +482,8 @@ def _read_audio(container, stream, sample_rates: Sequence[int], max_seconds: flo
             for frame in frames:
                 frame.pts = None  # resample by sample count: gaps and jitter in timestamps are not ours to fix
                 for rate in rates:
-                    take(rate, resamplers[rate].resample(frame))
+                    direct[rate] = direct[rate] and _is_mono_float(frame, rate)
+                    take(rate, [frame] if direct[rate] else resamplers[rate].resample(frame))
             if limits is not None and all(counts[r] >= limits[r] for r in rates):
                 stopped_early = True
                 break
@@ -486,7 +491,8 @@ def _read_audio(container, stream, sample_rates: Sequence[int], max_seconds: flo
         notes.append(f"audio read error, kept what decoded before it: {getattr(e, 'strerror', None) or e}")
     if not stopped_early:
         for rate in rates:
-            take(rate, resamplers[rate].resample(None))
+            if not direct[rate]:
+                take(rate, resamplers[rate].resample(None))
     if bad_packets:
         notes.append(f"{bad_packets} damaged audio packets skipped")
     if stopped_early:
@@ -499,6 +505,17 @@ def _read_audio(container, stream, sample_rates: Sequence[int], max_seconds: flo
             audio[r] = audio[r][: int(round(stated * r))]
     seconds = max((audio[r].size / r for r in rates), default=0.0)
     return audio, seconds, notes
+
+
+def _is_mono_float(frame, rate: int) -> bool:
+    return (frame.format.name in ("flt", "fltp") and frame.layout.nb_channels == 1
+            and frame.sample_rate == rate)
+
+
+def _mono_float(frame) -> np.ndarray:
+    """Samples of a mono float32 frame (packed and planar are the same with one channel); reading the
+    plane directly skips ``to_ndarray``'s per-frame stacking, a third of the audio time."""
+    return np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples).copy()
 
 
 # -- the one entry point ------------------------------------------------------------------------
