@@ -161,3 +161,95 @@ def speech_en(tmp_path_factory):
 @pytest.fixture(scope="module")
 def speech_de(tmp_path_factory):
     return espeak(tmp_path_factory.mktemp("de"), "Ich bin heute sehr glücklich und das Wetter ist schön", "de")
+
+
+# -- faster-whisper (packaged Whisper base) -------------------------------------------------------
+@pytest.fixture(scope="module")
+def faster_whisper():
+    extractor = create("faster_whisper")
+    extractor.ensure_loaded()
+    return extractor
+
+
+def test_faster_whisper_transcribes_detects_language_and_skips_non_speech(faster_whisper, speech_en, speech_de):
+    assert (faster_whisper.kind, faster_whisper.modality, faster_whisper.dim) == ("vector", "speech", 384)
+    settings = faster_whisper.settings()
+    assert settings["task"] == "translate" and settings["beam_size"] == 1 and settings["temperature"] == 0.0
+    assert settings["text_encoder"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # speech after 35 s of silence: only the spoken span is decoded, timestamps are in clip time
+    late = np.concatenate([np.zeros(35 * RATE, np.float32), speech_en])
+    videos = [clip(speech_en, "en"), clip(tone(440, 3.0), "tone"), clip(np.zeros(2 * RATE, np.float32), "silent"),
+              clip(None, "none"), clip(speech_de, "de"), clip(late, "late")]
+    out = faster_whisper.extract(videos)
+    en, tone_, silent, none, de, late_ = out
+    assert en.features.shape == (1, 384) and np.isfinite(en.features).all()
+    assert abs(np.linalg.norm(en.features) - 1) < 1e-3  # MiniLM vectors are L2-normalised
+    assert "happy" in en.side["text"].lower() and en.side["language"] == "en"
+    assert 0 < en.side["language_probability"] <= 1
+    segment = en.side["segments"][0]
+    assert set(segment) == {"start", "end", "text"} and 0 <= segment["start"] < segment["end"] <= 3.0
+    assert tone_.features is None and tone_.absent == "no speech"
+    assert silent.absent == "no speech" and none.absent == "no audio stream"
+    assert de.side["language"] == "de" and de.features.shape == (1, 384)
+    assert "happy" in late_.side["text"].lower() and late_.side["segments"][0]["start"] >= 34.0
+    # the same clip alone gives the same vector (batching changes nothing)
+    alone = faster_whisper.extract([clip(speech_en, "en")])[0]
+    assert alone.side["text"] == en.side["text"]
+    np.testing.assert_allclose(alone.features, en.features, atol=1e-5)
+
+
+def test_faster_whisper_options_are_checked():
+    with pytest.raises(ConfigError, match="task"):
+        create("faster_whisper", task="summarise")
+
+
+def test_segments_from_tokens_and_degenerate_output():
+    from vemo.extract.speech import looks_degenerate, segments_from_tokens
+
+    begin = 1000  # timestamp token 1000 + k is k * 0.02 s
+    words = {1: "hello", 2: " world", 3: " again"}
+    decode = lambda ids: "".join(words[i] for i in ids)  # noqa: E731
+    segments = segments_from_tokens([1000, 1, 2, 1100, 1100, 3, 1150], begin, decode, duration=4.0)
+    assert segments == [{"start": 0.0, "end": 2.0, "text": "hello world"},
+                        {"start": 2.0, "end": 3.0, "text": "again"}]
+    # no closing timestamp: the text runs to the end of the piece
+    assert segments_from_tokens([1, 2], begin, decode, duration=4.0) == [{"start": 0.0, "end": 4.0, "text": "hello world"}]
+    loop = [{"start": 0.0, "end": 1.0, "text": "it has been a year " * 8}]
+    assert looks_degenerate(loop, 4.0) and not looks_degenerate(segments, 4.0)
+    assert looks_degenerate([{"start": 9.0, "end": 10.0, "text": "late"}], 4.0)
+
+
+# -- openai-whisper (tiny random model) -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_whisper_checkpoint(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    whisper = pytest.importorskip("whisper")
+    from dataclasses import asdict
+
+    torch.manual_seed(0)
+    dims = whisper.model.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=16, n_audio_head=2,
+                                         n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=16,
+                                         n_text_head=2, n_text_layer=1)
+    model = whisper.model.Whisper(dims)
+    path = tmp_path_factory.mktemp("tiny-whisper") / "tiny.pt"
+    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+def test_openai_whisper_tiny_model_plumbing(tiny_whisper_checkpoint, speech_en):
+    extractor = create("openai_whisper", model=str(tiny_whisper_checkpoint), batch_size=2)
+    assert extractor.dim == 384 and extractor.kind == "vector"
+    assert len(extractor.settings()["weights_sha256"]) == 64
+    out = extractor.extract([clip(speech_en, "en"), clip(tone(440, 2.0), "tone"), clip(None, "none"),
+                             clip(speech_en[: RATE * 2], "half")])
+    assert out[1].absent == "no speech" and out[2].absent == "no audio stream"
+    for result in (out[0], out[3]):
+        # a random model's transcript is garbage: a vector with side data, or "no speech"
+        if result.features is None:
+            assert result.absent == "no speech"
+        else:
+            assert result.features.shape == (1, 384)
+            assert set(result.side) == {"language", "language_probability", "text", "segments"}
+            assert isinstance(result.side["language"], str) and result.side["text"]
+    again = extractor.extract([clip(speech_en[: RATE * 2], "half")])[0]  # deterministic, batch or not
+    assert again.absent == out[3].absent and (again.side or {}).get("text") == (out[3].side or {}).get("text")
