@@ -183,8 +183,9 @@ class YamnetAudio(WindowedAudio):
     The packaged model is Qualcomm's int8 export: a quantised [1, 1, 96, 64] log-mel patch in,
     quantised AudioSet logits out. Its 1024-d pooled embedding (the classifier's input) is exposed
     as an extra graph output. The model takes one patch per call, so windows run one by one on one
-    session (a few ms each). ``threads`` is onnxruntime's intra-op thread count: 1 measured about
-    three times faster than 0 (all cores) for these tiny single-patch calls on 2 cores.
+    session (a few ms each). ``threads`` is onnxruntime's intra-op thread count: for these tiny
+    single-patch calls 1 measured as fast as 0 (all cores) or faster (up to 3x) on a busy 2-core
+    machine, and leaves the other core to the other extractors.
     """
 
     name = "yamnet"
