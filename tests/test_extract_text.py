@@ -68,6 +68,17 @@ def test_evenly_spaced_picks_first_last_and_never_more_than_there_are():
 
 
 # -- rapidocr -------------------------------------------------------------------------------------
+def test_still_caption_crops_match_and_changed_text_does_not():
+    from vemo.extract.ocr import _same_crop
+
+    region = (slice(80, 130), slice(20, 300))
+    good = text_frame("GOOD MORNING")[region]
+    noisy = np.clip(good.astype(np.int16) + np.random.default_rng(0).integers(-8, 9, good.shape), 0, 255)
+    assert _same_crop(good, good) and _same_crop(good, noisy.astype(np.uint8))
+    assert not _same_crop(good, text_frame("GOOD EVENING")[region])
+    assert not _same_crop(good, good[:, :200])
+
+
 @pytest.fixture(scope="module")
 def ocr():
     return create("rapidocr")

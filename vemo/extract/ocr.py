@@ -149,7 +149,7 @@ class RapidOcrText(Extractor):
                     line = {"time": float(video.frame_times[index]), "box": box, "crop": crop}
                     earlier = next((old for old in lines if _same_crop(old["crop"], crop)), None)
                     if earlier is not None:
-                        line["same_as"] = earlier
+                        line["same_as"] = earlier.get("same_as", earlier)  # the one recognised
                     else:
                         line["rec"] = len(new_crops)
                         new_crops.append(crop)
