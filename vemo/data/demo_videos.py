@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import colorsys
 import csv
+import io
 import json
 import os
 import shutil
@@ -266,9 +267,6 @@ class VideoPlan:
     width: int
     height: int
     fps: int
-
-    def carries(self) -> dict[str, bool]:
-        return {name: getattr(self, name) for name in CHANNELS}
 
 
 def class_counts(num_videos: int) -> list[int]:
@@ -707,8 +705,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
