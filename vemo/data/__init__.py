@@ -1,9 +1,31 @@
-"""Everything between the feature store and a batch: labels, splits, normalization, loaders."""
-from vemo.data.collate import collate
-from vemo.data.datamodule import FeatureDataModule
+"""Everything between the feature store and a batch: labels, splits, normalization, loaders.
+
+The DataModules import Lightning, which takes seconds; they are loaded on first use so that
+``python -m vemo.data.demo_videos`` and label/split helpers start fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from vemo.errors import ModalityError
-from vemo.data.demo_datamodule import DemoDataModule
-from vemo.data.labels import LabelError, Labels, read_labels
+
+_LAZY = {
+    "collate": "vemo.data.collate",
+    "FeatureDataModule": "vemo.data.datamodule",
+    "DemoDataModule": "vemo.data.demo_datamodule",
+    "LabelError": "vemo.data.labels",
+    "Labels": "vemo.data.labels",
+    "read_labels": "vemo.data.labels",
+}
 
 __all__ = ["DemoDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "collate",
            "read_labels"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vemo.data' has no attribute {name!r}")
