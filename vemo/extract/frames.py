@@ -115,8 +115,9 @@ class MobileNetFrames(_FrameEmbedder):
         path = models.ensure("mobilenet_v2") / MOBILENET_WEIGHTS
         net = mobilenet_v2()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        # the classifier is not needed: features -> pooled 1280-d
-        self._net = net.features.to(self.device).eval()
+        # the classifier is not needed: features -> pooled 1280-d. channels_last: oneDNN's
+        # depthwise/pointwise kernels run about twice as fast in it on CPU (measured)
+        self._net = net.features.to(self.device, memory_format=torch.channels_last).eval()
 
     def _preprocess(self, frames: np.ndarray):
         return resize_center_crop(frames, self.image_size, IMAGENET_MEAN, IMAGENET_STD)
@@ -125,7 +126,7 @@ class MobileNetFrames(_FrameEmbedder):
         import torch
 
         with torch.inference_mode():
-            maps = self._net(pixels.to(self.device))
+            maps = self._net(pixels.to(self.device, memory_format=torch.channels_last))
             return maps.mean(dim=(2, 3)).float().cpu().numpy()
 
 
@@ -188,8 +189,16 @@ class ClipFrames(_FrameEmbedder):
     def load(self) -> None:
         from transformers import CLIPVisionModelWithProjection
 
-        self._net = CLIPVisionModelWithProjection.from_pretrained(
-            self.model, config=self._vision_config).to(self.device).eval()
+        from transformers.utils import logging as hf_logging
+
+        # a full CLIP checkpoint also holds the text tower: its "unexpected keys" report is noise
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            net = CLIPVisionModelWithProjection.from_pretrained(self.model, config=self._vision_config)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        self._net = net.to(self.device).eval()
 
     def _preprocess(self, frames: np.ndarray):
         # the processor's own numbers (size, crop, mean, std), applied to the whole batch in torch
