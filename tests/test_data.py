@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tests.helpers import poison, write_labels, write_store
-from vemo.data import FeatureDataModule, LabelError, ModalityError, collate, read_labels
+from vemo.data import FeatureDataModule, LabelError, ModalityError, read_labels
+from vemo.data.collate import collate
 from vemo.data.labels import Labels
 from vemo.data.splits import read_split_dir, stratified_split
 from vemo.errors import DataError
@@ -599,10 +600,10 @@ def test_generate_demo_writes_a_usable_dataset(demo_root):
     assert np.bincount([CLASSES.index(r["label"]) for r in rows]).tolist() == [20] * 6
     for m in ("frames", "audio"):
         assert (store.lengths(m) > 0).all()
-    for m in ("faces", "speech", "text"):
+    for m in ("faces", "speech", "ocr"):
         missing = int((store.lengths(m) == 0).sum())
         assert 0 < missing < 120, m
-    for m in ("speech", "text"):
+    for m in ("speech", "ocr"):
         assert store.lengths(m).max() == 1 and store.modalities[m].kind == "vector"
     labels = read_labels(demo_root / "labels.csv")
     assert labels.classes == CLASSES

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 import vemo.fusion
 from vemo.config import load_config
-from vemo.data import collate
+from vemo.data.collate import collate
 from vemo.fusion import fusion_options
 from vemo.model import VideoClassifier
 

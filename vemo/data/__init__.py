@@ -11,7 +11,6 @@ from typing import Any
 from vemo.errors import ModalityError
 
 _LAZY = {
-    "collate": "vemo.data.collate",
     "FeatureDataModule": "vemo.data.datamodule",
     "DemoDataModule": "vemo.data.demo_datamodule",
     "LabelError": "vemo.data.labels",
@@ -19,8 +18,9 @@ _LAZY = {
     "read_labels": "vemo.data.labels",
 }
 
-__all__ = ["DemoDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "collate",
-           "read_labels"]
+# the batch collate function is vemo.data.collate.collate (its module shares the name, so the package
+# does not re-export it: the attribute would flip between function and module with import order)
+__all__ = ["DemoDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "read_labels"]
 
 
 def __getattr__(name: str) -> Any:
