@@ -105,9 +105,18 @@ def test_mobilenet_features_feed_the_imagenet_classifier(astronaut):
     pixels = resize_center_crop(astronaut[None], 224, IMAGENET_MEAN, IMAGENET_STD)
     assert pixels.shape == (1, 3, 224, 224)
     with torch.inference_mode():
-        expected = net(pixels)
+        expected = net(torch.from_numpy(pixels))
         ours = net.classifier(torch.from_numpy(features))
     np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-3)
+
+
+def test_mobilenet_onnx_and_torch_runtimes_agree():
+    frames = video(smooth_frames(2, 64, 96, seed=3))
+    onnx = create("mobilenet_v2", runtime="onnx").extract([frames])[0].features
+    torch_features = create("mobilenet_v2", runtime="torch").extract([frames])[0].features
+    np.testing.assert_allclose(onnx, torch_features, atol=1e-4)
+    with pytest.raises(Exception, match="runtime"):
+        create("mobilenet_v2", runtime="tf")
 
 
 def test_resize_center_crop_keeps_the_centre():
@@ -117,7 +126,7 @@ def test_resize_center_crop_keeps_the_centre():
     frames[:, :, 100:200] = 255  # the centre third is white
     pixels = resize_center_crop(frames, 50, (0, 0, 0), (1, 1, 1))
     assert pixels.shape == (1, 3, 50, 50)
-    assert pixels[0, :, :, 2:-2].min().item() == pytest.approx(1.0)  # white, scaled to [0, 1]
+    assert pixels[0, :, :, 2:-2].min() == pytest.approx(1.0)  # white, scaled to [0, 1]
 
 
 @pytest.fixture(scope="module")
