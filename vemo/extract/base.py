@@ -106,6 +106,27 @@ class Extractor:
         if not self._loaded:
             self.load()
             self._loaded = True
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run once on a synthetic clip so that one-time costs (ONNX memory planning, first-call
+        kernel selection) are paid while loading, not by the first real videos. Best effort."""
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 256, size=(2, 360, 640, 3), dtype=np.uint8)
+        audio = (0.05 * rng.standard_normal(32000)).astype(np.float32)
+        clip = DecodedVideo(id="warm-up", path="", frames=frames, frame_times=np.array([0.5, 1.5]),
+                            audio={16000: audio} if self.sample_rate == 16000 else
+                            ({int(self.sample_rate): audio} if self.sample_rate else {}),
+                            duration=2.0, width=640, height=360)
+        try:
+            self.extract([clip])
+            # noise has no speech or text, so a text encoder would otherwise load on the first real one
+            from vemo.extract.text import TextEncoder
+            for value in list(vars(self).values()):
+                if isinstance(value, TextEncoder):
+                    value.encode(["warm-up"])
+        except Exception:  # noqa: BLE001 - a warm-up that fails costs nothing; real videos report errors
+            pass
 
     def extract(self, videos: Sequence[DecodedVideo]) -> list[Extracted]:
         """One result per video, in order. Raise only for failures of the whole batch; a problem

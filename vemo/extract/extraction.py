@@ -13,8 +13,8 @@ from vemo.errors import ConfigError
 from vemo.extract.base import MODALITIES, file_sha256
 from vemo.extract.inputs import VideoInput, find_videos
 from vemo.extract.runner import (DecodeSettings, Job, Progress, WorkerConfig, build_extractors,
-                                 decode_settings_for, extract_jobs, main_records, part_prefix,
-                                 spawned_worker, store_specs)
+                                 configure_threads, decode_settings_for, extract_jobs, main_records, part_prefix,
+                                 spawned_worker, start_decoding, store_specs)
 from vemo.io import atomic_write_json
 from vemo.store.merge import merge_parts
 from vemo.store.writer import FeatureStoreWriter
@@ -139,20 +139,15 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
     elif cfg.get("labels") not in (None, "folders"):
         raise ConfigError(f"labels={cfg.get('labels')!r}: use labels=folders or leave it null")
 
-    load_start = time.perf_counter()
+    # extractors are built without their models: what they need from decoding is declared up front
     extractors = build_extractors(options, device)
-    for ex in extractors.values():
-        ex.ensure_loaded()
     decode = decode_settings_for(extractors, DecodeSettings(
         num_frames=int(cfg.get("num_frames") or 16), fps=cfg.get("fps"),
         max_side=int(cfg.get("max_side") or 960), max_audio_seconds=cfg.get("max_audio_seconds")))
-    specs = store_specs(extractors, decode)
-    load_seconds = time.perf_counter() - load_start
 
-    # finish what an earlier, killed run committed, then check this run's settings against the store
+    # finish what an earlier, killed run committed, then plan what is left
     if rank == 0:
         merge_parts(store)
-        FeatureStoreWriter(store, specs, metadata={"profile": cfg["extract"].get("name")})
     _barrier(world)
     jobs, skipped = plan(videos, store, bool(cfg.get("retry_failed")))
     mine = jobs[rank::world]
@@ -162,6 +157,20 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
                   part_size=int(cfg.get("part_size") or 2048),
                   threads=cfg.get("threads") or max(1, cpu // max(1, processes)),
                   metadata={"profile": cfg["extract"].get("name")}, log_file=log_file)
+    batches = None
+    if mine and processes == 1:
+        # decoding workers start importing and decoding while the models load
+        batches = start_decoding(mine, decode, worker["video_batch"], worker["decode_workers"])
+
+    load_start = time.perf_counter()
+    concurrent = configure_threads(extractors, worker["threads"])
+    for ex in extractors.values():
+        ex.ensure_loaded()
+    specs = store_specs(extractors, decode)
+    load_seconds = time.perf_counter() - load_start
+    if rank == 0:  # the store refuses other settings before any work is done
+        FeatureStoreWriter(store, specs, metadata={"profile": cfg["extract"].get("name")})
+    _barrier(world)
 
     start = time.perf_counter()
     seconds, statuses = 0.0, {}
@@ -181,8 +190,8 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
 
         try:
             if processes == 1:
-                extract_jobs(WorkerConfig(store=str(store), jobs=mine, device=device,
-                                          part_prefix=part_prefix(rank), **worker), report, extractors)
+                extract_jobs(WorkerConfig(store=str(store), jobs=mine, device=device, concurrent=concurrent,
+                                          part_prefix=part_prefix(rank), **worker), report, extractors, batches)
             else:
                 del extractors  # the spawned processes load their own models
                 _run_processes(store, mine, processes, device, worker, report)

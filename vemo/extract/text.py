@@ -40,6 +40,10 @@ class TextEncoder:
             self.max_tokens = min(self.max_tokens, int(positions) - (2 if "roberta" in config.model_type else 0))
         self.identity = dict(identity or {"model": self.model_path})
         self._tokenizer = self._model = None
+        # extractors sharing this encoder may run in parallel threads; HF fast tokenizers are not
+        # safe to call from two threads at once
+        import threading
+        self._lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
         return {**self.identity, "pooling": self.pooling, "normalize": self.normalize,
@@ -60,6 +64,10 @@ class TextEncoder:
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
