@@ -236,3 +236,19 @@ def test_strict_exit_code_when_videos_fail(videos, tmp_path, subprocess_env):
                           env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "failed videos (2)" in proc.stdout and "strict=true" in proc.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    ([], "error: input and out must be given"),
+    (["input=x"], "error: out must be given"),
+    (["input={tmp}/nowhere", "out={tmp}/s"], "does not exist (give a video file, a folder"),
+    (["input={tmp}", "out={tmp}/s", "extract=nope"], "no such extract config; choose one of: offline, standard"),
+    (["input={tmp}", "out={tmp}/s", "processes=0"], "processes must be a positive integer, got 0"),
+])
+def test_command_mistakes_are_one_line(args, expected, tmp_path, subprocess_env):
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    cmd = [sys.executable, "-m", "vemo.extract", *[a.format(tmp=tmp_path) for a in args]]
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (1, 2)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]

@@ -20,6 +20,11 @@ def extract(cfg: DictConfig) -> int:
     from vemo.extract.extraction import run_extraction, write_summary_json
     from vemo.extract.summary import summary_table
 
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        from vemo.errors import ConfigError
+        raise ConfigError(f"{' and '.join(missing)} must be given: python -m vemo.extract input=VIDEOS "
+                          "out=STORE (input: a video file, a folder, a glob or a text file of paths)")
     run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     log_file = str(run_dir / "extract.log") if run_dir else None
     result = run_extraction(OmegaConf.to_container(cfg, resolve=True), log_file=log_file)
@@ -50,6 +55,16 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    args = sys.argv[1:]
+    if not any(a.startswith(("-h", "--help", "--hydra-help", "--cfg", "-c", "--info")) for a in args):
+        with reported_errors():
+            given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
+            missing = [key for key in ("input", "out") if key not in given]
+            if missing:  # out also names the log folder, so Hydra itself would fail on it first
+                from vemo.errors import ConfigError
+                raise ConfigError(f"{' and '.join(missing)} must be given: python -m vemo.extract "
+                                  "input=VIDEOS out=STORE (input: a video file, a folder, a glob or a "
+                                  "text file of paths)")
     run_command(_hydra_main, "extract")
 
 

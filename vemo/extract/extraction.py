@@ -123,14 +123,30 @@ def _barrier(world: int) -> None:
     dist.barrier()
 
 
+def check_settings(cfg: Mapping[str, Any]) -> None:
+    """Every number of the command's config, checked before any video is touched."""
+    from vemo.validation import non_negative_int, number_in, positive_int
+
+    for key in ("processes", "video_batch", "commit_every", "part_size", "num_frames"):
+        positive_int(cfg.get(key), key)
+    non_negative_int(cfg.get("decode_workers"), "decode_workers")
+    positive_int(cfg.get("max_side"), "max_side")
+    if cfg.get("max_side") < 32:
+        raise ConfigError(f"max_side must be at least 32 pixels, got {cfg.get('max_side')}")
+    for key in ("fps", "max_audio_seconds"):
+        if cfg.get(key) is not None:
+            number_in(cfg.get(key), key, 0, float("inf"), low_open=True)
+    if cfg.get("threads") is not None:
+        positive_int(cfg.get("threads"), "threads")
+
+
 def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> ExtractionResult:
+    check_settings(cfg)
     store = Path(str(cfg["out"])).expanduser()
     videos = find_videos(cfg["input"])
     options = selected_extractors(cfg)
     device = resolve_device(str(cfg.get("device", "auto")))
-    processes = int(cfg.get("processes") or 1)
-    if processes < 1:
-        raise ConfigError(f"processes must be at least 1, got {processes}")
+    processes = int(cfg["processes"])
     rank, world = distributed_rank()
 
     if cfg.get("labels") == "folders" and rank == 0:
@@ -142,8 +158,8 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
     # extractors are built without their models: what they need from decoding is declared up front
     extractors = build_extractors(options, device)
     decode = decode_settings_for(extractors, DecodeSettings(
-        num_frames=int(cfg.get("num_frames") or 16), fps=cfg.get("fps"),
-        max_side=int(cfg.get("max_side") or 960), max_audio_seconds=cfg.get("max_audio_seconds")))
+        num_frames=int(cfg["num_frames"]), fps=cfg.get("fps"),
+        max_side=int(cfg["max_side"]), max_audio_seconds=cfg.get("max_audio_seconds")))
 
     # finish what an earlier, killed run committed, then plan what is left
     if rank == 0:
@@ -152,9 +168,9 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
     jobs, skipped = plan(videos, store, bool(cfg.get("retry_failed")))
     mine = jobs[rank::world]
     cpu = os.cpu_count() or 1
-    worker = dict(extractor_options=options, decode=decode, video_batch=int(cfg.get("video_batch") or 8),
-                  decode_workers=int(cfg.get("decode_workers") or 0), commit_every=int(cfg.get("commit_every") or 16),
-                  part_size=int(cfg.get("part_size") or 2048),
+    worker = dict(extractor_options=options, decode=decode, video_batch=int(cfg["video_batch"]),
+                  decode_workers=int(cfg["decode_workers"]), commit_every=int(cfg["commit_every"]),
+                  part_size=int(cfg["part_size"]),
                   threads=cfg.get("threads") or max(1, cpu // max(1, processes)),
                   metadata={"profile": cfg["extract"].get("name")}, log_file=log_file)
     batches = None
