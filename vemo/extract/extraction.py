@@ -148,6 +148,8 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
     device = resolve_device(str(cfg.get("device", "auto")))
     processes = int(cfg["processes"])
     rank, world = distributed_rank()
+    if world > 1 and device == "cuda":  # torchrun / srun: one GPU per local rank
+        device = f"cuda:{os.environ.get('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))}"
 
     if cfg.get("labels") == "folders" and rank == 0:
         path = write_folder_labels(videos, store)
