@@ -252,3 +252,15 @@ def test_command_mistakes_are_one_line(args, expected, tmp_path, subprocess_env)
     assert proc.returncode in (1, 2)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+
+
+def test_torchrun_ranks_share_the_videos_and_rank_0_merges(videos, tmp_path, subprocess_env):
+    out = tmp_path / "store"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "vemo.extract", f"input={videos / 'calm'}", f"out={out}", "modalities=[frames]",
+           "num_frames=4", "max_side=320", "decode_workers=0", "threads=1"]
+    proc = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 1: 3 videos extracted" in proc.stdout and "videos: 6  ok 6" in proc.stdout
+    assert sorted(FeatureStore(out).ids) == [f"{k:02d}" for k in range(6)]
+    assert not (out / "parts").exists()

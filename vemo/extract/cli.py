@@ -28,6 +28,10 @@ def extract(cfg: DictConfig) -> int:
     run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     log_file = str(run_dir / "extract.log") if run_dir else None
     result = run_extraction(OmegaConf.to_container(cfg, resolve=True), log_file=log_file)
+    if result.rank != 0:  # rank 0 prints the summary of the merged store
+        print(f"rank {result.rank}: {result.processed} videos extracted, "
+              f"{result.real_time_factor:.1f}x real time")
+        return 0
     print()
     print(summary_table(result.records, result.modalities))
     print()

@@ -32,6 +32,7 @@ class ExtractionResult:
     load_seconds: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)  # main-store records of every input video
     modalities: list[str] = field(default_factory=list)
+    rank: int = 0                    # of a torchrun / srun launch; only rank 0 prints the summary
 
     @property
     def real_time_factor(self) -> float:
@@ -220,11 +221,12 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
     _barrier(world)
     if rank == 0:
         merge_parts(store)
+    _barrier(world)  # every rank reads the merged store
     records = main_records(store)
     chosen = [records[v.id] for v in videos if v.id in records]
     return ExtractionResult(store=store, total=len(videos), skipped=skipped, processed=len(mine),
                             statuses=statuses, seconds_of_video=seconds, wall_seconds=wall,
-                            load_seconds=load_seconds, records=chosen, modalities=sorted(specs))
+                            load_seconds=load_seconds, records=chosen, modalities=sorted(specs), rank=rank)
 
 
 def _run_processes(store: Path, jobs: list[Job], processes: int, device: str, worker: dict[str, Any],
