@@ -78,7 +78,11 @@ def plan(videos: list[VideoInput], store: Path, retry_failed: bool) -> tuple[lis
     done = main_records(store)
     jobs, skipped = [], 0
     for v in videos:
-        st = os.stat(v.path)
+        try:
+            st = os.stat(v.path)
+        except OSError:  # gone since it was listed: decoding will record why it failed
+            jobs.append(Job(v, -1, -1.0, replace=v.id in done))
+            continue
         rec = done.get(v.id)
         if rec is not None:
             unchanged = (rec.get("source") == v.path and rec.get("size") == st.st_size
