@@ -264,3 +264,14 @@ def test_torchrun_ranks_share_the_videos_and_rank_0_merges(videos, tmp_path, sub
     assert "rank 1: 3 videos extracted" in proc.stdout and "videos: 6  ok 6" in proc.stdout
     assert sorted(FeatureStore(out).ids) == [f"{k:02d}" for k in range(6)]
     assert not (out / "parts").exists()
+
+
+def test_a_model_that_cannot_be_loaded_names_the_extractor(videos, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without the hubs, at once
+    cfg = _cfg(videos / "calm", tmp_path / "s", modalities=["frames"])
+    cfg["extract"]["extractors"]["frames"] = {"name": "clip", "model": "nobody/no-such-clip"}
+    from vemo.errors import VemoError
+    with pytest.raises(VemoError, match=r"extract.extractors.frames \(clip\): its model could not be loaded.*"
+                                        r"extract=offline"):
+        run_extraction(cfg)
+    assert not (tmp_path / "s" / "manifest.json").exists()  # nothing written for a run that never started

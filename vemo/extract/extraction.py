@@ -13,7 +13,7 @@ from vemo.errors import ConfigError
 from vemo.extract.base import MODALITIES, file_sha256
 from vemo.extract.inputs import VideoInput, find_videos
 from vemo.extract.runner import (DecodeSettings, Job, Progress, WorkerConfig, build_extractors,
-                                 configure_threads, decode_settings_for, extract_jobs, main_records, part_prefix,
+                                 configure_threads, decode_settings_for, load_extractors, extract_jobs, main_records, part_prefix,
                                  spawned_worker, start_decoding, store_specs)
 from vemo.io import atomic_write_json
 from vemo.store.merge import merge_parts
@@ -187,8 +187,7 @@ def run_extraction(cfg: Mapping[str, Any], log_file: str | None = None) -> Extra
 
     load_start = time.perf_counter()
     concurrent = configure_threads(extractors, worker["threads"])
-    for ex in extractors.values():
-        ex.ensure_loaded()
+    load_extractors(extractors)
     specs = store_specs(extractors, decode)
     load_seconds = time.perf_counter() - load_start
     if rank == 0:  # the store refuses other settings before any work is done

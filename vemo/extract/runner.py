@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import socket
+from contextlib import contextmanager
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -322,7 +323,8 @@ def build_extractors(options: Mapping[str, Mapping[str, Any]], device: str) -> d
     for modality, opts in sorted(options.items()):
         opts = dict(opts)
         name = opts.pop("name")
-        ex = create(name, device=device, **opts)
+        with model_errors(modality, name):
+            ex = create(name, device=device, **opts)
         if getattr(ex, "modality", modality) != modality:
             from vemo.errors import ConfigError
             raise ConfigError(f"extract.extractors.{modality}: extractor {name!r} makes "
@@ -345,6 +347,27 @@ def start_decoding(jobs: Sequence[Job], decode: DecodeSettings, video_batch: int
     return iter(loader)
 
 
+@contextmanager
+def model_errors(modality: str, name: str):
+    """A model that cannot be read or downloaded is a user-facing error naming the extractor."""
+    from vemo.errors import ConfigError, VemoError
+    try:
+        yield
+    except (VemoError, ConfigError):
+        raise
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VemoError(f"extract.extractors.{modality} ({name}): its model could not be loaded: {first} "
+                        "(the standard profile downloads from the model hubs; without that network use "
+                        "extract=offline)") from e
+
+
+def load_extractors(extractors: Mapping[str, Extractor]) -> None:
+    for modality, ex in extractors.items():
+        with model_errors(modality, type(ex).__name__):
+            ex.ensure_loaded()
+
+
 def extract_jobs(cfg: WorkerConfig, report: Callable[[Progress], None],
                  extractors: dict[str, Extractor] | None = None, batches=None) -> None:
     """The per-process loop: decode in workers, run every extractor on each batch, commit parts."""
@@ -355,8 +378,7 @@ def extract_jobs(cfg: WorkerConfig, report: Callable[[Progress], None],
     if extractors is None:
         extractors = build_extractors(cfg.extractor_options, cfg.device)
     concurrent = configure_threads(extractors, cfg.threads or 1) if cfg.concurrent is None else cfg.concurrent
-    for ex in extractors.values():
-        ex.ensure_loaded()
+    load_extractors(extractors)
     pool = ExtractorPool(extractors, concurrent)
     specs = store_specs(extractors, cfg.decode)
     log = _logger(cfg.log_file)
