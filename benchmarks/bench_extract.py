@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, folder: Path, tmp: Path) -> int:
     rows.append([f"whole {args.profile} profile (python -m vemo.extract)", f"{med_run['wall_seconds']:.2f}",
                  f"{med_run['seconds_of_video'] / med_run['wall_seconds']:.1f}x", f"{med_run['load_seconds']:.1f}"])
     print_table(["stage", "wall s (median)", "real-time factor", "model load s"], rows, align="lrrr")
-    print(f"\nwhole profile, every repeat: " + ", ".join(
+    print("\nwhole profile, every repeat: " + ", ".join(
         f"{r['real_time_factor']:.1f}x ({r['wall_seconds']:.1f} s + {r['load_seconds']:.1f} s loading, "
         f"{r['command_wall']:.1f} s for the whole command)" for r in runs))
     print(f"peak RSS  : python -m vemo.extract and its decoding worker {mib(runs[-1]['peak_rss'])} MiB "

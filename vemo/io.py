@@ -1,6 +1,7 @@
 """Atomic JSON files shared by every stage (store index, run metrics, sweep records)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -37,3 +38,12 @@ def read_json(path: str | Path, what: str = "file", error: type[Exception] = Dat
             return json.load(f)
     except json.JSONDecodeError as e:
         raise error(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Content hash of a file, read in chunks (weights and videos can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

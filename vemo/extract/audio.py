@@ -11,13 +11,12 @@ tokens. A clip without an audio stream is absent; a track of digital silence sti
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256
+from vemo.extract.base import DecodedVideo, Extracted, Extractor, weights_sha256
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.1        # shorter than this is no usable audio at all
@@ -247,18 +246,6 @@ class YamnetAudio(WindowedAudio):
         return np.stack(embeddings).astype(np.float32), _sigmoid(logits)
 
 
-def _hf_weights_sha256(model: str) -> str | None:
-    """sha256 of a transformers checkpoint's weights: a local folder's file, or the hub cache's copy
-    (None while a hub model has not been downloaded yet)."""
-    names = ("model.safetensors", "pytorch_model.bin")
-    if Path(model).is_dir():
-        found = [Path(model) / n for n in names if (Path(model) / n).is_file()]
-    else:
-        from huggingface_hub import try_to_load_from_cache
-        found = [Path(p) for n in names if isinstance(p := try_to_load_from_cache(model, n), str)]
-    return file_sha256(found[0]) if found else None
-
-
 class AstAudio(WindowedAudio):
     """Audio Spectrogram Transformer embeddings of ``num_windows`` windows covering the clip.
 
@@ -288,7 +275,7 @@ class AstAudio(WindowedAudio):
 
     def settings(self) -> dict[str, Any]:
         if self._weights_sha256 is None:
-            self._weights_sha256 = _hf_weights_sha256(self.model_name)
+            self._weights_sha256 = weights_sha256(self.model_name, hub_cache=True)
         return {"model": self.model_name, "weights_sha256": self._weights_sha256,
                 "embedding": "pooler_output", "sample_rate": SAMPLE_RATE,
                 "num_windows": self.num_windows, "window_seconds": self.window_seconds,

@@ -10,13 +10,13 @@ load their models once, lazily, the first time ``extract`` runs in a process.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from vemo.io import file_sha256
 from vemo.store import ModalitySpec
 
 # One vocabulary of modality names across vemo.
@@ -115,8 +115,7 @@ class Extractor:
         frames = rng.integers(0, 256, size=(2, 360, 640, 3), dtype=np.uint8)
         audio = (0.05 * rng.standard_normal(32000)).astype(np.float32)
         clip = DecodedVideo(id="warm-up", path="", frames=frames, frame_times=np.array([0.5, 1.5]),
-                            audio={16000: audio} if self.sample_rate == 16000 else
-                            ({int(self.sample_rate): audio} if self.sample_rate else {}),
+                            audio={int(self.sample_rate): audio} if self.sample_rate else {},
                             duration=2.0, width=640, height=360)
         try:
             self.extract([clip])
@@ -138,12 +137,19 @@ class Extractor:
         return f"{type(self).__name__}({self.settings()})"
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def weights_sha256(model: str | Path, *, hub_cache: bool = False) -> str | None:
+    """sha256 of a transformers checkpoint's weight file in a local folder; with ``hub_cache``, also
+    of a hub model's cached copy. None when there is no such file (yet)."""
+    folder = Path(model)
+    if folder.is_dir():
+        found = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    elif hub_cache:
+        from huggingface_hub import try_to_load_from_cache
+        found = [Path(p) for n in ("model.safetensors", "pytorch_model.bin")
+                 if isinstance(p := try_to_load_from_cache(str(model), n), str)]
+    else:
+        found = []
+    return file_sha256(found[0]) if found else None
 
 
 def frames_of(videos: Sequence[DecodedVideo]) -> tuple[list[np.ndarray], np.ndarray]:

@@ -13,14 +13,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256
+from vemo.extract.base import DecodedVideo, Extracted, Extractor, weights_sha256
 from vemo.extract.ocr import evenly_spaced, no_frames_reason
 from vemo.extract.text import load_text_encoder, unique_texts
 
 
-def _local_weights_sha256(folder: Path) -> str | None:
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    return file_sha256(weights[0]) if weights else None
 
 
 class HfCaption(Extractor):
@@ -52,7 +49,7 @@ class HfCaption(Extractor):
         settings: dict[str, Any] = {"model": self.model}
         if Path(self.model).is_dir():
             if self._weights_sha256 is None:
-                self._weights_sha256 = _local_weights_sha256(Path(self.model))
+                self._weights_sha256 = weights_sha256(self.model)
             settings["weights_sha256"] = self._weights_sha256
         settings.update(num_frames=self.num_frames, max_new_tokens=self.max_new_tokens,
                         decoding="greedy", dedupe_similarity=self.dedupe_similarity,

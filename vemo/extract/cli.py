@@ -11,7 +11,12 @@ from omegaconf import DictConfig, OmegaConf
 from vemo.cli import reported_errors, run_command
 from vemo.config import CONFIG_DIR
 
-log = logging.getLogger("vemo.extract")
+def require(missing: list[str]) -> None:
+    """``input`` and ``out`` have no default: say so in one line."""
+    if missing:
+        from vemo.errors import ConfigError
+        raise ConfigError(f"{' and '.join(missing)} must be given: python -m vemo.extract input=VIDEOS "
+                          "out=STORE (input: a video file, a folder, a glob or a text file of paths)")
 
 
 def extract(cfg: DictConfig) -> int:
@@ -20,11 +25,7 @@ def extract(cfg: DictConfig) -> int:
     from vemo.extract.extraction import run_extraction, write_summary_json
     from vemo.extract.summary import summary_table
 
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        from vemo.errors import ConfigError
-        raise ConfigError(f"{' and '.join(missing)} must be given: python -m vemo.extract input=VIDEOS "
-                          "out=STORE (input: a video file, a folder, a glob or a text file of paths)")
+    require(sorted(OmegaConf.missing_keys(cfg)))
     run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     log_file = str(run_dir / "extract.log") if run_dir else None
     result = run_extraction(OmegaConf.to_container(cfg, resolve=True), log_file=log_file)
@@ -63,12 +64,8 @@ def main() -> None:
     if not any(a.startswith(("-h", "--help", "--hydra-help", "--cfg", "-c", "--info")) for a in args):
         with reported_errors():
             given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
-            missing = [key for key in ("input", "out") if key not in given]
-            if missing:  # out also names the log folder, so Hydra itself would fail on it first
-                from vemo.errors import ConfigError
-                raise ConfigError(f"{' and '.join(missing)} must be given: python -m vemo.extract "
-                                  "input=VIDEOS out=STORE (input: a video file, a folder, a glob or a "
-                                  "text file of paths)")
+            # checked before Hydra starts: out also names the log folder, which Hydra would fail on
+            require([key for key in ("input", "out") if key not in given])
     run_command(_hydra_main, "extract")
 
 

@@ -13,8 +13,8 @@ from vemo.errors import ConfigError
 from vemo.extract.base import MODALITIES, file_sha256
 from vemo.extract.inputs import VideoInput, find_videos
 from vemo.extract.runner import (DecodeSettings, Job, Progress, WorkerConfig, build_extractors,
-                                 configure_threads, decode_settings_for, load_extractors, extract_jobs, main_records, part_prefix,
-                                 spawned_worker, start_decoding, store_specs)
+                                 configure_threads, decode_settings_for, extract_jobs, load_extractors,
+                                 main_records, part_prefix, spawned_worker, start_decoding, store_specs)
 from vemo.io import atomic_write_json
 from vemo.store.merge import merge_parts
 from vemo.store.writer import FeatureStoreWriter

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256, frames_of
+from vemo.extract.base import DecodedVideo, Extracted, Extractor, frames_of, weights_sha256
 
 RETINAFACE_FILE = "retinaface.onnx"
 FER_FILE = "emotion_model.hdf5"
@@ -330,10 +330,8 @@ class RetinaFaceVit(_FaceExtractor):
 
     def settings(self) -> dict[str, Any]:
         settings = {**self._face_settings(), "model": self.model}
-        if Path(self.model).is_dir():
-            weights = sorted(Path(self.model).glob("*.safetensors")) or sorted(Path(self.model).glob("*.bin"))
-            if weights:
-                settings["weights_sha256"] = file_sha256(weights[0])
+        if Path(self.model).is_dir() and (sha := weights_sha256(self.model)):
+            settings["weights_sha256"] = sha
         settings["token"] = "CLS of the last hidden state"
         return settings
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256, frames_of
+from vemo.extract.base import DecodedVideo, Extracted, Extractor, frames_of, weights_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -195,9 +195,6 @@ def _size_value(size: Any, *keys: str) -> int:
     raise ValueError(f"image processor size {size!r} has none of {keys}")
 
 
-def _local_weights_sha256(folder: Path) -> str | None:
-    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    return file_sha256(weights[0]) if weights else None
 
 
 class ClipFrames(_FrameEmbedder):
@@ -223,7 +220,7 @@ class ClipFrames(_FrameEmbedder):
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"model": self.model}
         if Path(self.model).is_dir():
-            settings["weights_sha256"] = _local_weights_sha256(Path(self.model))
+            settings["weights_sha256"] = weights_sha256(self.model)
         settings.update(image_size=self.image_size, resize=self.resize_to, normalize=self.normalize)
         return settings
 

@@ -9,11 +9,10 @@ of a rerun, so work committed before a crash or ``kill -9`` is kept).
 from __future__ import annotations
 
 import os
-import queue
 import socket
-from contextlib import contextmanager
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -184,8 +183,6 @@ def run_extractor(extractor: Extractor, videos: list[DecodedVideo]) -> list[Extr
                                f"{len(videos)} videos")
         return list(out)
     except Exception:  # noqa: BLE001
-        if len(videos) == 1:
-            return [_capture(extractor, videos[0])]
         return [_capture(extractor, v) for v in videos]
 
 
@@ -225,9 +222,9 @@ class PartWriter:
         else:
             w.add(**kwargs)
         self._count += 1
-        # the writer commits by itself every `commit_every` ok videos; failures and slow videos are
-        # committed here too, so a kill loses at most a few videos or 30 seconds of work
-        if len(w._buffer) >= self.commit_every or time.monotonic() - self._last_commit > 30:
+        # the writer commits by itself every `commit_every` videos; slow videos are committed after
+        # 30 seconds too, so a kill loses at most a few videos or half a minute of work
+        if time.monotonic() - self._last_commit > 30:
             self.commit()
 
     def commit(self) -> None:
@@ -386,15 +383,14 @@ def extract_jobs(cfg: WorkerConfig, report: Callable[[Progress], None],
                         cfg.part_size)
     try:
         for batch in batches:
-            decoded = [item for item in batch if item.video is not None]
-            videos = [item.video for item in decoded]
+            videos = [item.video for item in batch if item.video is not None]
             per_modality = pool.run(videos)
+            k = 0  # position among the decoded videos of the batch
             for item in batch:
-                if item.video is None:
-                    results: dict[str, Any] = {}
-                else:
-                    k = decoded.index(item)
+                results: dict[str, Any] = {}
+                if item.video is not None:
                     results = {name: out[k] for name, out in per_modality.items()}
+                    k += 1
                 if item.error:
                     log(f"{item.job.video.id}: not decoded: {item.error}")
                 status = record_video(writer, item, results, specs, log)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
+from vemo.extract.base import weights_sha256
 
 POOLINGS = ("mean", "cls")
 
@@ -102,11 +103,8 @@ def _minilm(**options: Any) -> TextEncoder:
 
 def _hf(model: str = "cardiffnlp/twitter-roberta-base-sentiment-latest", **options: Any) -> TextEncoder:
     identity = {"model": model}
-    if Path(model).is_dir():
-        from vemo.models import file_sha256
-        weights = sorted(Path(model).glob("*.safetensors")) or sorted(Path(model).glob("*.bin"))
-        if weights:
-            identity["weights_sha256"] = file_sha256(weights[0])
+    if Path(model).is_dir() and (sha := weights_sha256(model)):
+        identity["weights_sha256"] = sha
     return TextEncoder(model, identity=identity, **{"pooling": "cls", "normalize": False, **options})
 
 

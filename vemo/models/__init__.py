@@ -13,7 +13,6 @@ or executed.
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import os
 import shutil
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vemo.errors import VemoError
-from vemo.io import atomic_write_json, read_json
+from vemo.io import atomic_write_json, file_sha256, read_json
 
 CACHE_ENV = "VEMO_MODEL_CACHE"
 COMPLETE = "vemo-model.json"  # written last: a folder without it is an interrupted fetch
@@ -160,14 +159,6 @@ def ensure(name: str, *, quiet: bool = False) -> Path:
     if not is_cached(name):
         fetch(name, quiet=quiet)
     return model_dir(name)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cached_info(name: str) -> dict:

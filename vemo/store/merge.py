@@ -110,5 +110,3 @@ def _merge_one(writer: FeatureStoreWriter, part: Path, result: MergeResult) -> N
                                sha256=rec.get("sha256", ""), extra=extra, replace=replace)
         result.replaced += int(replace)
         result.added += int(not replace)
-        if len(writer._buffer) >= writer.shard_size:
-            writer.commit()

@@ -147,6 +147,8 @@ class FeatureStoreWriter:
         record = {"id": video_id, "source": source, "sha256": sha256, "duration": None,
                   "status": "failed", "reason": str(reason), **dict(extra or {})}
         self._buffer.append((record, {}, None))
+        if len(self._buffer) >= self.shard_size:
+            self.commit()
 
     # ---------------------------------------------------------------- committing
     def commit(self) -> None:
