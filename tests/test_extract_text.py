@@ -11,7 +11,7 @@ import pytest
 
 from vemo.extract import create
 from vemo.extract.base import DecodedVideo
-from vemo.extract.ocr import evenly_spaced
+from vemo.extract.base import evenly_spaced
 from vemo.extract.text import load_text_encoder, unique_texts
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "i", "am", "so", "happy", "sad", "a",

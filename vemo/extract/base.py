@@ -152,6 +152,22 @@ def weights_sha256(model: str | Path, *, hub_cache: bool = False) -> str | None:
     return file_sha256(found[0]) if found else None
 
 
+def no_frames_reason(video: DecodedVideo) -> str | None:
+    """Why a video gives a frame-based extractor nothing, or None when it has frames."""
+    if not video.has_video:
+        return "no video stream"
+    if len(video.frames) == 0:
+        return "no frames decoded"
+    return None
+
+
+def evenly_spaced(count: int, wanted: int) -> list[int]:
+    """Indices of ``wanted`` items spread evenly over ``count`` (first and last included)."""
+    if count <= 0 or wanted <= 0:
+        return []
+    return sorted({int(i) for i in np.linspace(0, count - 1, min(wanted, count)).round()})
+
+
 def frames_of(videos: Sequence[DecodedVideo]) -> tuple[list[np.ndarray], np.ndarray]:
     """All sampled frames of a batch of videos as one list, and which video each came from."""
     frames, owner = [], []

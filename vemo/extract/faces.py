@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, frames_of, weights_sha256
+from vemo.extract.base import (DecodedVideo, Extracted, Extractor, frames_of, no_frames_reason,
+                               weights_sha256)
 
 RETINAFACE_FILE = "retinaface.onnx"
 FER_FILE = "emotion_model.hdf5"
@@ -237,11 +238,8 @@ class _FaceExtractor(Extractor):
             count = int((owner == v).sum())
             frame_ids = range(first, first + count)
             first += count
-            if not video.has_video:
-                results.append(Extracted.missing("no video stream"))
-                continue
-            if count == 0:
-                results.append(Extracted.missing("no frames decoded"))
+            if (reason := no_frames_reason(video)) is not None:
+                results.append(Extracted.missing(reason))
                 continue
             side_frames, rows = [], []
             for k, i in enumerate(frame_ids):

@@ -12,26 +12,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, frames_of, weights_sha256
+from vemo.extract.base import (DecodedVideo, Extracted, Extractor, frames_of, no_frames_reason,
+                               weights_sha256)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_WEIGHTS = "mobilenet_v2-b0353104.pth"
 
 
-def _absence(video: DecodedVideo) -> str | None:
-    """Why a video gives no frame tokens, or None when it has frames."""
-    if not video.has_video:
-        return "no video stream"
-    if len(video.frames) == 0:
-        return "no frames decoded"
-    return None
-
-
 def _split_by_owner(features: np.ndarray, owner: np.ndarray, videos: Sequence[DecodedVideo]) -> list[Extracted]:
     results = []
     for i, video in enumerate(videos):
-        reason = _absence(video)
+        reason = no_frames_reason(video)
         if reason is not None:
             results.append(Extracted.missing(reason))
         else:

@@ -14,22 +14,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256
+from vemo.extract.base import (DecodedVideo, Extracted, Extractor, evenly_spaced, file_sha256,
+                               no_frames_reason)
 from vemo.extract.text import load_text_encoder, unique_texts
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 REC_MODEL = "PP-OCRv6_rec_small.onnx"
-
-
-def evenly_spaced(count: int, wanted: int) -> list[int]:
-    """Indices of ``wanted`` items spread evenly over ``count`` (first and last included)."""
-    if count <= 0 or wanted <= 0:
-        return []
-    return sorted({int(i) for i in np.linspace(0, count - 1, min(wanted, count)).round()})
-
-
-def no_frames_reason(video: DecodedVideo) -> str | None:
-    return "no video stream" if not video.has_video or len(video.frames) == 0 else None
 
 
 def rapidocr_models_dir() -> Path:
@@ -178,7 +168,7 @@ class RapidOcrText(Extractor):
         sides: dict[int, dict[str, Any]] = {}
         for i, (video, lines) in enumerate(zip(videos, self._find_lines(videos))):
             if lines is None:
-                results[i] = Extracted.missing(no_frames_reason(video) or "no video stream")
+                results[i] = Extracted.missing(no_frames_reason(video))
                 continue
             lines = [ln for ln in lines if self._keep(ln["text"].strip(), float(ln["score"]))]
             keep = unique_texts([ln["text"].strip() for ln in lines], self.dedupe_similarity)
