@@ -106,7 +106,7 @@ def measure_variant(args: argparse.Namespace) -> dict:
         ram = InMemoryFeatures(dm.store, mmap_ds.modalities)
         ram_bytes = ram.nbytes()
         ram_ds = FeatureDataset(ram, mmap_ds.ids, mmap_ds.targets, mmap_ds.modalities, mmap_ds.max_len,
-                                mmap_ds.stats, train=mmap_ds.train, modality_dropout=mmap_ds.modality_dropout,
+                                train=mmap_ds.train, modality_dropout=mmap_ds.modality_dropout,
                                 seed=mmap_ds.seed)
         for key in [(0, 0), (len(ram_ds) - 1, 3)]:  # the same items, bit for bit
             a, b = mmap_ds[key], ram_ds[key]

@@ -34,3 +34,8 @@ class ResumeError(VemoError, ValueError):
 
 class TrainingError(VemoError, FloatingPointError):
     """Training cannot go on (e.g. the loss became NaN); the message says what to try."""
+
+
+class PredictError(VemoError, ValueError):
+    """A checkpoint cannot predict on this input (e.g. its features were made another way); the
+    message says which modality and setting differ."""

@@ -1,4 +1,9 @@
-"""VideoClassifier: per-modality projection -> fusion head (from the registry) -> classifier."""
+"""VideoClassifier: standardization -> per-modality projection -> fusion head (from the registry) -> classifier.
+
+A checkpoint of this module predicts on its own: besides the weights it holds the training split's
+normalization statistics (buffers), the class names, the label kind, each modality's dim and the
+settings of the extractor that made it, and the preprocessing rule (``max_len``, subsampling).
+"""
 from __future__ import annotations
 
 import math
@@ -21,6 +26,37 @@ from vemo.metrics import per_class_f1, scalar_metrics
 RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
 
 
+class Standardizer(nn.Module):
+    """Per-modality (x - mean) / std with the training split's statistics, kept as buffers so they
+    travel inside every checkpoint. Padded tokens stay zero. Identity until statistics are set."""
+
+    def __init__(self, modality_dims: Mapping[str, int]):
+        super().__init__()
+        self.modalities = sorted(modality_dims)
+        for m in self.modalities:
+            self.register_buffer(f"{m}_mean", torch.zeros(int(modality_dims[m])))
+            self.register_buffer(f"{m}_std", torch.ones(int(modality_dims[m])))
+
+    def set_stats(self, stats: Mapping[str, tuple[Any, Any]] | None) -> None:
+        for m in self.modalities:
+            mean, std = (stats or {}).get(m, (None, None))
+            if mean is None:
+                continue
+            getattr(self, f"{m}_mean").copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+            getattr(self, f"{m}_std").copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
+
+    def stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {m: (getattr(self, f"{m}_mean").cpu().numpy(), getattr(self, f"{m}_std").cpu().numpy())
+                for m in self.modalities}
+
+    def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
+        out = {}
+        for m in self.modalities:
+            x = (features[m] - getattr(self, f"{m}_mean")) / getattr(self, f"{m}_std")
+            out[m] = torch.where(masks[m].unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
+        return out
+
+
 class VideoClassifier(L.LightningModule):
     """Classifies a batch (see the batch contract in docs/architecture.md) into ``len(classes)`` classes.
 
@@ -36,6 +72,14 @@ class VideoClassifier(L.LightningModule):
             or one weight per class.
         warmup_frac: share of the optimizer steps spent warming the learning rate up linearly,
             before cosine decay to ``min_lr_ratio * lr``.
+        preprocessing: what the data pipeline did before the model: ``max_len`` per modality,
+            the ``subsample`` rule and whether ``normalize`` was on (prediction repeats it).
+        feature_specs: per modality, the feature store's manifest entry (dim, kind, dtype and
+            the extractor with its settings), so prediction extracts features the same way.
+        extract_profile: the extraction profile the store was made with (e.g. ``offline``).
+
+    The normalization statistics are set with ``set_normalization`` (train does it from the
+    DataModule) and saved with the weights; ``forward`` takes raw, unstandardized features.
     """
 
     def __init__(self, modality_dims: Mapping[str, int], classes: Sequence[str], fusion: Mapping[str, Any],
@@ -43,7 +87,9 @@ class VideoClassifier(L.LightningModule):
                  classifier_hidden: int = 256, classifier_dropout: float = 0.1, lr: float = 1e-3,
                  weight_decay: float = 0.05, warmup_frac: float = 0.05, min_lr_ratio: float = 0.01,
                  label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None,
-                 class_counts: Sequence[int] | None = None, **renamed: Any):
+                 class_counts: Sequence[int] | None = None, preprocessing: Mapping[str, Any] | None = None,
+                 feature_specs: Mapping[str, Mapping[str, Any]] | None = None,
+                 extract_profile: str | None = None, **renamed: Any):
         super().__init__()
         unknown = set(renamed) - set(RENAMED_HPARAMS)
         if unknown:
@@ -56,6 +102,7 @@ class VideoClassifier(L.LightningModule):
         self.classes = list(classes)
         self.multilabel = multilabel
         num_classes = len(self.classes)
+        self.normalizer = Standardizer({m: int(modality_dims[m]) for m in self.modalities})
         self.proj = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model), nn.LayerNorm(d_model),
                              nn.Dropout(proj_dropout))
@@ -93,12 +140,19 @@ class VideoClassifier(L.LightningModule):
             raise ConfigError(f"model.class_weights has {w.numel()} entries for {num_classes} classes")
         return w
 
+    def set_normalization(self, stats: Mapping[str, tuple[Any, Any]] | None) -> None:
+        """Per-modality (mean, std) of the training split; None leaves the features as they are."""
+        self.normalizer.set_stats(stats)
+
     # ---------------------------------------------------------------- forward
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
+        """Raw features [B, T, D] and masks [B, T] per modality -> logits [B, classes]."""
         missing = [m for m in self.modalities if m not in features]
         if missing:
             raise KeyError(f"batch lacks modalities {missing}; the model was trained on {self.modalities}")
-        tokens = {m: self.proj[m](features[m]) for m in self.modalities}
+        standardized = self.normalizer({m: features[m] for m in self.modalities},
+                                       {m: masks[m] for m in self.modalities})
+        tokens = {m: self.proj[m](standardized[m]) for m in self.modalities}
         return self.classifier(self.fusion(tokens, {m: masks[m] for m in self.modalities}))
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -206,6 +260,14 @@ class VideoClassifier(L.LightningModule):
         state = checkpoint.get("state_dict") or {}
         for key in [k for k in state if k.startswith("head.")]:  # the classifier's name before the rename
             state["classifier." + key[len("head."):]] = state.pop(key)
+        if state and not any(k.startswith("normalizer.") for k in state):
+            # before models kept their statistics, the DataModule's checkpoint state held them
+            stats = legacy_normalization(checkpoint)
+            for m in self.modalities:
+                mean, std = stats.get(m, (torch.zeros_like(getattr(self.normalizer, f"{m}_mean")),
+                                          torch.ones_like(getattr(self.normalizer, f"{m}_std"))))
+                state[f"normalizer.{m}_mean"] = torch.as_tensor(mean, dtype=torch.float32)
+                state[f"normalizer.{m}_std"] = torch.as_tensor(std, dtype=torch.float32)
         # applied when training restarts, not now: validation between here and there would
         # otherwise run on a different random state than in the uninterrupted run
         self._pending_rng = checkpoint.get("vemo_rng")
@@ -217,3 +279,12 @@ class VideoClassifier(L.LightningModule):
             np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(self._pending_rng["python"])
             self._pending_rng = None
+
+
+def legacy_normalization(checkpoint: Mapping[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Normalization statistics of a checkpoint written before the model held them: Lightning
+    saved the DataModule's state (``{"stats": {m: (mean, std)}}``) under the DataModule's class name."""
+    for key, value in checkpoint.items():
+        if isinstance(value, Mapping) and key.endswith("DataModule") and isinstance(value.get("stats"), Mapping):
+            return {m: (torch.as_tensor(mu), torch.as_tensor(sd)) for m, (mu, sd) in value["stats"].items()}
+    return {}

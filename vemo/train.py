@@ -45,10 +45,20 @@ def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
 def build_model(cfg: DictConfig, dm) -> L.LightningModule:
     from vemo.fusion import fusion_options
 
+    from vemo.data.preprocess import SUBSAMPLE_RULE
+
     name, options = fusion_options(OmegaConf.to_container(cfg.fusion, resolve=True))
-    return hydra.utils.instantiate(
+    # everything prediction needs travels in the model's checkpoint: classes, label kind, the
+    # preprocessing rule, the extractor settings and (below) the normalization statistics
+    preprocessing = {"max_len": {m: int(v) for m, v in dm.max_len.items()}, "subsample": SUBSAMPLE_RULE,
+                     "normalize": bool(dm.normalize)}
+    model = hydra.utils.instantiate(
         cfg.model, modality_dims=dm.modality_dims, classes=list(dm.classes), multilabel=dm.multilabel,
-        fusion={"name": name, **options}, class_counts=dm.class_counts().tolist(), _convert_="all")
+        fusion={"name": name, **options}, class_counts=dm.class_counts().tolist(),
+        preprocessing=preprocessing, feature_specs=dm.feature_specs, extract_profile=dm.extract_profile,
+        _convert_="all")
+    model.set_normalization(dm.normalization())
+    return model
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -1,4 +1,4 @@
-"""FeatureDataModule: a feature store + labels + a split -> padded, masked, standardized batches."""
+"""FeatureDataModule: a feature store + labels + a split -> padded, masked batches (+ normalization statistics)."""
 from __future__ import annotations
 
 import warnings
@@ -35,7 +35,8 @@ class FeatureDataModule(L.LightningDataModule):
             keeps every token.
         min_label_overlap: refuse when the labels file and the store share fewer videos than this
             share of the smaller of the two (a labels file meant for another store).
-        normalize: standardize each modality with mean/std of the training split.
+        normalize: standardize each modality with mean/std of the training split (computed here,
+            applied by the model, which keeps them in its checkpoint).
         modality_dropout: in training, drop each present modality of a video with this probability
             (never all of them).
         seed: seed of shuffling and augmentation; the same seed gives the same batches.
@@ -125,8 +126,7 @@ class FeatureDataModule(L.LightningDataModule):
             self.stats = compute_stats(self.store, train_pos, self.modalities)
         self.datasets = {
             name: FeatureDataset(self.store, ids, self.labels.target_array(ids), self.modalities,
-                                 self.max_len, self.stats if self.normalize else None,
-                                 train=(name == "train"), modality_dropout=self.modality_dropout,
+                                 self.max_len, train=(name == "train"), modality_dropout=self.modality_dropout,
                                  seed=self.seed)
             for name, ids in split.items()
         }
@@ -160,6 +160,20 @@ class FeatureDataModule(L.LightningDataModule):
     @property
     def modality_dims(self) -> dict[str, int]:
         return {m: self.store.modalities[m].dim for m in self.modalities}
+
+    @property
+    def feature_specs(self) -> dict[str, dict[str, Any]]:
+        """The store manifest's entry of each used modality: dim, kind, dtype and the extractor
+        settings that made it (a checkpoint keeps them, so prediction extracts the same way)."""
+        return {m: self.store.modalities[m].to_json() for m in self.modalities}
+
+    @property
+    def extract_profile(self) -> str | None:
+        return (self.store.manifest.get("metadata") or {}).get("profile")
+
+    def normalization(self) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """Per-modality (mean, std) of the training split, or None without normalization."""
+        return self.stats if self.normalize else None
 
     def class_counts(self) -> np.ndarray:
         counts = np.zeros(self.num_classes, dtype=np.int64)
@@ -210,6 +224,3 @@ class FeatureDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("stats"):
             self.stats = {m: (mu.numpy(), sd.numpy()) for m, (mu, sd) in state["stats"].items()}
-            if self._ready:
-                for ds in self.datasets.values():
-                    ds.stats = self.stats if self.normalize else None

@@ -1,4 +1,4 @@
-"""One labelled video per item: features read from the store, subsampled, standardized."""
+"""One labelled video per item: features read from the store and subsampled (the model standardizes)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,18 +6,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from vemo.data.preprocess import prepare_modality
 from vemo.store import FeatureStore
-
-
-def equidistant_positions(length: int, max_len: int, rng: np.random.Generator | None) -> np.ndarray:
-    """``max_len`` positions spread evenly over ``length`` tokens, keeping their order.
-
-    In training (``rng`` given) the grid starts at a random offset inside the first stride, so every
-    epoch sees other tokens; otherwise each position sits in the middle of its stride.
-    """
-    stride = length / max_len
-    offset = rng.uniform(0, stride) if rng is not None else stride / 2
-    return np.minimum((offset + stride * np.arange(max_len)).astype(np.int64), length - 1)
 
 
 class FeatureDataset(Dataset):
@@ -29,15 +19,13 @@ class FeatureDataset(Dataset):
     """
 
     def __init__(self, store: FeatureStore, ids: list[str], targets: np.ndarray, modalities: list[str],
-                 max_len: dict[str, int], stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                 train: bool = False, modality_dropout: float = 0.0, seed: int = 0):
+                 max_len: dict[str, int], train: bool = False, modality_dropout: float = 0.0, seed: int = 0):
         self.store = store
         self.ids = list(ids)
         self.positions = np.array([store.position(v) for v in self.ids], dtype=np.int64)
         self.targets = targets
         self.modalities = sorted(modalities)
         self.max_len = max_len
-        self.stats = stats
         self.train = train
         self.modality_dropout = float(modality_dropout)
         self.seed = int(seed)
@@ -52,14 +40,7 @@ class FeatureDataset(Dataset):
         features = {}
         for m in self.modalities:
             x = self.store.features(pos, m)
-            limit = self.max_len.get(m)
-            if limit and len(x) > limit:
-                x = x[equidistant_positions(len(x), limit, rng)]
-            x = np.asarray(x, dtype=np.float32)
-            if self.stats is not None and len(x):
-                mean, std = self.stats[m]
-                x = (x - mean) / std
-            features[m] = x
+            features[m], _ = prepare_modality(x, x.shape[1], self.max_len.get(m), rng=rng)
         if rng is not None and self.modality_dropout > 0:
             present = [m for m in self.modalities if len(features[m])]
             drop = [m for m in present if rng.random() < self.modality_dropout]

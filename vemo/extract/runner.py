@@ -238,17 +238,24 @@ class PartWriter:
             self._writer = None
 
 
-def record_video(writer: PartWriter, item: Decoded, results: Mapping[str, Extracted | BaseException],
-                 specs: Mapping[str, ModalitySpec], log: Callable[[str], None]) -> str:
-    """Turn one video's decode result and extractor results into a store record; returns its status."""
-    job = item.job
-    base_extra = {"size": job.size, "mtime": job.mtime, "extracted_at": time.time()}
-    common = {"source": job.video.path, "sha256": item.sha256, "replace": job.replace}
-    if item.video is None:
-        writer.add(video_id=job.video.id, reason=f"decode: {item.error}", failed=True,
-                   extra={**base_extra, "modalities": {m: "failed: not decoded" for m in specs}}, **common)
-        return "failed"
-    video = item.video
+@dataclass
+class VideoFeatures:
+    """One decoded video's extractor results, checked: features per modality (None when absent or
+    failed), each modality's state ("ok", "absent: why", "failed: why") and the side data."""
+
+    features: dict[str, np.ndarray | None]
+    states: dict[str, str]
+    side: dict[str, Any]
+
+    @property
+    def failed(self) -> list[str]:
+        return [m for m, s in self.states.items() if s.startswith("failed")]
+
+
+def check_results(video_id: str, results: Mapping[str, Extracted | BaseException],
+                  specs: Mapping[str, ModalitySpec], log: Callable[[str], None]) -> VideoFeatures:
+    """Validate what each extractor returned for one video (shape, dim, finite after rounding to
+    the store's dtype); a failure becomes that modality's state, never the whole video's crash."""
     features: dict[str, np.ndarray | None] = {}
     states: dict[str, str] = {}
     side: dict[str, Any] = {}
@@ -256,7 +263,7 @@ def record_video(writer: PartWriter, item: Decoded, results: Mapping[str, Extrac
         result = results[name]
         if isinstance(result, BaseException):
             states[name] = f"failed: {_reason(result)}"
-            log(f"{job.video.id}: {name} failed: {getattr(result, '__vemo_traceback__', _reason(result))}")
+            log(f"{video_id}: {name} failed: {getattr(result, '__vemo_traceback__', _reason(result))}")
             features[name] = None
             continue
         if result.side is not None:
@@ -278,7 +285,23 @@ def record_video(writer: PartWriter, item: Decoded, results: Mapping[str, Extrac
             continue
         features[name] = arr
         states[name] = "ok"
-    failed = [m for m, s in states.items() if s.startswith("failed")]
+    return VideoFeatures(features, states, side)
+
+
+def record_video(writer: PartWriter, item: Decoded, results: Mapping[str, Extracted | BaseException],
+                 specs: Mapping[str, ModalitySpec], log: Callable[[str], None]) -> str:
+    """Turn one video's decode result and extractor results into a store record; returns its status."""
+    job = item.job
+    base_extra = {"size": job.size, "mtime": job.mtime, "extracted_at": time.time()}
+    common = {"source": job.video.path, "sha256": item.sha256, "replace": job.replace}
+    if item.video is None:
+        writer.add(video_id=job.video.id, reason=f"decode: {item.error}", failed=True,
+                   extra={**base_extra, "modalities": {m: "failed: not decoded" for m in specs}}, **common)
+        return "failed"
+    video = item.video
+    checked = check_results(job.video.id, results, specs, log)
+    states, side = checked.states, checked.side
+    failed = checked.failed
     extra = {**base_extra, "modalities": states, "notes": list(video.notes),
              "header_duration": video.header_duration}
     if failed and len(failed) == len(states):
@@ -288,7 +311,7 @@ def record_video(writer: PartWriter, item: Decoded, results: Mapping[str, Extrac
     status = "partial" if failed else "ok"
     if video.notes:
         side["decode"] = {"notes": list(video.notes)}
-    writer.add(video_id=job.video.id, features=features, duration=video.duration,
+    writer.add(video_id=job.video.id, features=checked.features, duration=video.duration,
                side=side or None, status=status, extra=extra, **common)
     return status
 

@@ -1,0 +1,3 @@
+from vemo.predict.cli import main
+
+main()
