@@ -58,8 +58,10 @@ def ensure_demo_model(cache_dir: str | Path = "~/.cache/vemo", num_videos: int =
     overrides = ["data=store", f"data.store={root / 'store'}", f"data.splits={root / 'videos' / 'splits'}",
                  f"data.labels={root / 'videos' / 'labels.csv'}", f"data.modalities=[{','.join(modalities)}]",
                  "logger=csv", f"trainer.max_epochs={max_epochs}", f"seed={seed}", f"run_dir={run_dir}",
-                 f"paths.runs_dir={root}", f"+trainer.enable_progress_bar={str(progress).lower()}",
-                 f"+trainer.enable_model_summary={str(progress).lower()}"]
+                 f"paths.runs_dir={root}"]
+    if not progress:
+        overrides += ["+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
+                      "callbacks.progress_bar=null"]
     metrics = train(load_config(overrides))
     (done).write_text(json.dumps({"version": DEMO_MODEL_VERSION, "num_videos": num_videos, "seed": seed,
                                   "test/acc": metrics.get("test/acc")}, indent=1))
