@@ -17,44 +17,10 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-import vemo.fusion
 from vemo.errors import ConfigError, TrainingError
-from vemo.fusion import fusion_options
 from vemo.metrics import per_class_f1, scalar_metrics
+from vemo.network import RENAMED_HPARAMS, build_parts, fused_logits, upgrade_state_dict
 
-# old hyperparameter names -> today's ("head" now always means the fusion head)
-RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
-
-
-class Standardizer(nn.Module):
-    """Per-modality (x - mean) / std with the training split's statistics, kept as buffers so they
-    travel inside every checkpoint. Padded tokens stay zero. Identity until statistics are set."""
-
-    def __init__(self, modality_dims: Mapping[str, int]):
-        super().__init__()
-        self.modalities = sorted(modality_dims)
-        for m in self.modalities:
-            self.register_buffer(f"{m}_mean", torch.zeros(int(modality_dims[m])))
-            self.register_buffer(f"{m}_std", torch.ones(int(modality_dims[m])))
-
-    def set_stats(self, stats: Mapping[str, tuple[Any, Any]] | None) -> None:
-        for m in self.modalities:
-            mean, std = (stats or {}).get(m, (None, None))
-            if mean is None:
-                continue
-            getattr(self, f"{m}_mean").copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-            getattr(self, f"{m}_std").copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
-
-    def stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {m: (getattr(self, f"{m}_mean").cpu().numpy(), getattr(self, f"{m}_std").cpu().numpy())
-                for m in self.modalities}
-
-    def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
-        out = {}
-        for m in self.modalities:
-            x = (features[m] - getattr(self, f"{m}_mean")) / getattr(self, f"{m}_std")
-            out[m] = torch.where(masks[m].unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))
-        return out
 
 
 class VideoClassifier(L.LightningModule):
@@ -102,16 +68,10 @@ class VideoClassifier(L.LightningModule):
         self.classes = list(classes)
         self.multilabel = multilabel
         num_classes = len(self.classes)
-        self.normalizer = Standardizer({m: int(modality_dims[m]) for m in self.modalities})
-        self.proj = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model), nn.LayerNorm(d_model),
-                             nn.Dropout(proj_dropout))
-            for m in self.modalities})
-        name, options = fusion_options(fusion)
-        self.fusion = vemo.fusion.create(name, modalities=self.modalities, d_model=d_model, **options)
-        self.classifier = nn.Sequential(
-            nn.LayerNorm(self.fusion.out_dim), nn.Linear(self.fusion.out_dim, classifier_hidden), nn.GELU(),
-            nn.Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
+        # the same parts, under the same names, as FusionNetwork: checkpoints load into either
+        for part_name, part in build_parts(modality_dims, num_classes, fusion, d_model, proj_dropout,
+                                           classifier_hidden, classifier_dropout).items():
+            setattr(self, part_name, part)
         self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix
         self.metrics = nn.ModuleDict({f"{s}_metrics": scalar_metrics(num_classes, multilabel).clone(prefix=f"{s}/")
@@ -147,13 +107,7 @@ class VideoClassifier(L.LightningModule):
     # ---------------------------------------------------------------- forward
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         """Raw features [B, T, D] and masks [B, T] per modality -> logits [B, classes]."""
-        missing = [m for m in self.modalities if m not in features]
-        if missing:
-            raise KeyError(f"batch lacks modalities {missing}; the model was trained on {self.modalities}")
-        standardized = self.normalizer({m: features[m] for m in self.modalities},
-                                       {m: masks[m] for m in self.modalities})
-        tokens = {m: self.proj[m](standardized[m]) for m in self.modalities}
-        return self.classifier(self.fusion(tokens, {m: masks[m] for m in self.modalities}))
+        return fused_logits(self, self.modalities, features, masks)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         if self.multilabel:
@@ -257,17 +211,7 @@ class VideoClassifier(L.LightningModule):
                                   "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("state_dict") or {}
-        for key in [k for k in state if k.startswith("head.")]:  # the classifier's name before the rename
-            state["classifier." + key[len("head."):]] = state.pop(key)
-        if state and not any(k.startswith("normalizer.") for k in state):
-            # before models kept their statistics, the DataModule's checkpoint state held them
-            stats = legacy_normalization(checkpoint)
-            for m in self.modalities:
-                mean, std = stats.get(m, (torch.zeros_like(getattr(self.normalizer, f"{m}_mean")),
-                                          torch.ones_like(getattr(self.normalizer, f"{m}_std"))))
-                state[f"normalizer.{m}_mean"] = torch.as_tensor(mean, dtype=torch.float32)
-                state[f"normalizer.{m}_std"] = torch.as_tensor(std, dtype=torch.float32)
+        upgrade_state_dict(checkpoint, self.hparams.modality_dims)  # old names, old normalization
         # applied when training restarts, not now: validation between here and there would
         # otherwise run on a different random state than in the uninterrupted run
         self._pending_rng = checkpoint.get("vemo_rng")
@@ -280,11 +224,3 @@ class VideoClassifier(L.LightningModule):
             random.setstate(self._pending_rng["python"])
             self._pending_rng = None
 
-
-def legacy_normalization(checkpoint: Mapping[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
-    """Normalization statistics of a checkpoint written before the model held them: Lightning
-    saved the DataModule's state (``{"stats": {m: (mean, std)}}``) under the DataModule's class name."""
-    for key, value in checkpoint.items():
-        if isinstance(value, Mapping) and key.endswith("DataModule") and isinstance(value.get("stats"), Mapping):
-            return {m: (torch.as_tensor(mu), torch.as_tensor(sd)) for m, (mu, sd) in value["stats"].items()}
-    return {}

@@ -47,12 +47,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 @dataclass
 class LoadedModel:
-    model: Any                                  # VideoClassifier in eval mode
+    model: Any                                  # FusionNetwork in eval mode
     path: Path                                  # the .ckpt file
     run_dir: Path | None                        # the run folder it sits in, when there is one
     preprocessing: dict[str, Any]               # max_len, subsample, normalize
     feature_specs: dict[str, dict[str, Any]] | None  # per modality: dim, kind, dtype, extractor
     extract_profile: str | None
+    hparams: dict[str, Any] = field(default_factory=dict)  # the training run's model hyperparameters
     notes: list[str] = field(default_factory=list)  # how an old checkpoint was upgraded
 
 
@@ -121,10 +122,11 @@ def _upgrade(hp: dict[str, Any], checkpoint: dict[str, Any], run_dir: Path | Non
 
 
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
-    """Load a checkpoint with ``torch.load(weights_only=True)`` into an eval-mode VideoClassifier."""
+    """Load a checkpoint with ``torch.load(weights_only=True)`` into an eval-mode FusionNetwork
+    (the network alone: Lightning is never imported for prediction)."""
     import torch
 
-    from vemo.model import VideoClassifier
+    from vemo.network import RENAMED_HPARAMS, FusionNetwork
 
     ckpt_path = resolve_checkpoint(path)
     try:
@@ -134,17 +136,18 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise PredictError(f"checkpoint={ckpt_path} cannot be read as a vemo checkpoint: {first}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise PredictError(f"checkpoint={ckpt_path} is not a vemo training checkpoint (no weights or hyperparameters)")
-    hp = dict(checkpoint["hyper_parameters"])
+    hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint["hyper_parameters"]).items()}
     run_dir = _run_dir_of(ckpt_path)
     notes: list[str] = []
     _upgrade(hp, checkpoint, run_dir, notes)
     for note in notes:
         log.info("%s: %s", ckpt_path, note)
-    model = VideoClassifier(**hp)
-    model.on_load_checkpoint(checkpoint)  # renames and legacy statistics, as Lightning would
-    model.load_state_dict(checkpoint["state_dict"], strict=True)
-    model._pending_rng = None  # training state; prediction never resumes
-    model.eval().to(device)
+    checkpoint["hyper_parameters"] = hp
+    try:
+        model = FusionNetwork.from_checkpoint(checkpoint).to(device)
+    except (KeyError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PredictError(f"checkpoint={ckpt_path}: its weights do not fit its recorded model ({first})") from None
     return LoadedModel(model=model, path=ckpt_path, run_dir=run_dir, preprocessing=dict(hp["preprocessing"]),
                        feature_specs=hp.get("feature_specs"), extract_profile=hp.get("extract_profile"),
-                       notes=notes)
+                       hparams=hp, notes=notes)

@@ -135,7 +135,7 @@ class Predictor:
 
     @property
     def dims(self) -> dict[str, int]:
-        return {m: int(d) for m, d in self.model.hparams.modality_dims.items()}
+        return {m: int(d) for m, d in self.loaded.hparams["modality_dims"].items()}
 
     @property
     def max_len(self) -> dict[str, int]:
@@ -151,10 +151,10 @@ class Predictor:
 
     def describe(self) -> str:
         """One line naming the model, for command output and the web page."""
-        hp = self.model.hparams
+        hp = self.loaded.hparams
         where = self.loaded.run_dir or self.loaded.path
         profile = f", {self.loaded.extract_profile} profile" if self.loaded.extract_profile else ""
-        return (f"{hp.fusion['name']} over {', '.join(self.modalities)}{profile}; "
+        return (f"{hp['fusion']['name']} over {', '.join(self.modalities)}{profile}; "
                 f"{len(self.classes)} classes ({'multi' if self.multilabel else 'single'}-label); {where}")
 
     # ---------------------------------------------------------------- settings check
@@ -257,7 +257,7 @@ class Predictor:
         if token_times and duration and duration > 0:
             for m in present:
                 t = token_times.get(m)
-                if t is not None and len(t) and self.model.hparams.modality_dims.get(m):
+                if t is not None and len(t):
                     t = np.asarray(t, dtype=np.float64)
                     if len(t) >= len(kept[m]) and (len(kept[m]) == 0 or kept[m].max() < len(t)):
                         times[m] = t[kept[m]]
