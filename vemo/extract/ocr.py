@@ -16,7 +16,7 @@ import numpy as np
 from vemo.errors import ConfigError
 from vemo.extract.base import (DecodedVideo, Extracted, Extractor, evenly_spaced, file_sha256,
                                no_frames_reason)
-from vemo.extract.text import load_text_encoder, unique_texts
+from vemo.extract.text import load_text_encoder, normalise_text, unique_texts
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 REC_MODEL = "PP-OCRv6_rec_small.onnx"
@@ -176,8 +176,11 @@ class RapidOcrText(Extractor):
                 results[i] = Extracted.missing("no text")
                 continue
             side_lines = [{"text": lines[k]["text"].strip(), "time": round(lines[k]["time"], 3),
-                           "box": [[round(float(x), 1), round(float(y), 1)] for x, y in lines[k]["box"]],
-                           "score": round(float(lines[k]["score"]), 4)} for k in keep]
+                           "box": _rounded_box(lines[k]["box"]), "score": round(float(lines[k]["score"]), 4),
+                           # where the same text was read again (for drawing it on any of those frames)
+                           "seen": [{"time": round(ln["time"], 3), "box": _rounded_box(ln["box"])}
+                                    for ln in lines if normalise_text(ln["text"]) == normalise_text(lines[k]["text"])]}
+                          for k in keep]
             texts[i] = "\n".join(line["text"] for line in side_lines)
             sides[i] = {"lines": side_lines, "text": texts[i]}
         if texts:
@@ -185,3 +188,7 @@ class RapidOcrText(Extractor):
             for row, i in enumerate(texts):
                 results[i] = Extracted(vectors[row:row + 1].astype(np.float32), side=sides[i])
         return results  # type: ignore[return-value]
+
+
+def _rounded_box(box) -> list[list[float]]:
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in box]

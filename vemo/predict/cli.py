@@ -134,7 +134,8 @@ def predict(cfg: DictConfig) -> int:
             print()
             print(format_summary(predictions))
     say("")
-    say(f"{len(predictions)} videos, {len(predictions) - len(failed)} classified, {len(failed)} failed")
+    say(f"{len(predictions)} video{'s' if len(predictions) != 1 else ''}, {len(predictions) - len(failed)} classified, "
+        f"{len(failed)} failed")
     say(f"predictions: {out / 'predictions.csv'}")
     if not results or (len(results) == 1 and failed):
         return 1

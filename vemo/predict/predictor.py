@@ -513,7 +513,10 @@ def choose_key_frame(prediction: Prediction, video: Any, side: Mapping[str, Any]
     times = np.asarray(video.frame_times, dtype=np.float64)
     face_frames = {round(float(f["time"]), 3): f for f in (side.get("faces") or {}).get("frames") or []
                    if f.get("time") is not None}
-    text_lines = [ln for ln in (side.get("ocr") or {}).get("lines") or []]
+    # every reading of each text line (a line also records where the same text was read again)
+    text_lines = [{"time": seen["time"], "box": seen["box"], "text": ln["text"]}
+                  for ln in (side.get("ocr") or {}).get("lines") or []
+                  for seen in (ln.get("seen") or [{"time": ln["time"], "box": ln["box"]}])]
 
     def boxes_at(t: float) -> int:
         face = face_frames.get(round(t, 3), {})
