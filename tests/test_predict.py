@@ -190,6 +190,29 @@ def test_contribution_is_the_drop_when_a_modality_is_masked(video_model, video_p
         assert change == pytest.approx(prediction.probs[top] - without[top], abs=1e-5), m
 
 
+def test_timeline_is_the_drop_when_each_stretch_is_masked(video_model, video_predictor):
+    _, root = video_model
+    vid, _ = demo_clip(root)
+    store = FeatureStore(root / "store")
+    features = {m: np.asarray(store.features(vid, m)) for m in video_predictor.modalities}
+    times = {m: (np.arange(len(features[m])) + 0.5) * 3.0 / len(features[m]) for m in ("frames", "audio")}
+    prediction = video_predictor.predict_features(features, token_times=times, duration=3.0)
+    top = int(np.argmax(prediction.probs))
+    assert len(prediction.timeline) == 4  # at least four stretches (0.75 s each here)
+    feats, masks, _ = video_predictor._batch([features])
+    for k, stretch in enumerate(prediction.timeline):
+        # the stretch's tokens masked (kept in place: positions of the others do not shift)
+        hidden = {m: masks[m].clone() for m in masks}
+        for m, t in times.items():
+            last = k == len(prediction.timeline) - 1
+            inside = (t >= stretch["start"]) & ((t <= stretch["end"]) if last else (t < stretch["end"]))
+            assert 0 < inside.sum() < len(t)
+            hidden[m][0, : len(t)] &= ~torch.as_tensor(inside)
+        with torch.no_grad():
+            without = video_predictor.model.probabilities(video_predictor.model(feats, hidden))[0].numpy()
+        assert stretch["delta"] == pytest.approx(prediction.probs[top] - without[top], abs=1e-5), stretch
+
+
 def test_a_video_without_audio_is_classified_from_the_rest(video_predictor, tmp_path):
     clip = write_video(tmp_path / "silent.mp4", seconds=2.0, size=(160, 120), audio_hz=None)
     prediction = video_predictor.predict(clip)
