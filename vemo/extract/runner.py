@@ -66,9 +66,10 @@ class Progress:
 class DecodeDataset:
     """A map-style dataset: index -> Decoded. Lives in DataLoader workers (spawned, picklable)."""
 
-    def __init__(self, jobs: Sequence[Job], settings: DecodeSettings):
+    def __init__(self, jobs: Sequence[Job], settings: DecodeSettings, hash_files: bool = True):
         self.jobs = list(jobs)
         self.settings = settings
+        self.hash_files = hash_files  # the store records each file's sha256; prediction needs none
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -79,7 +80,7 @@ class DecodeDataset:
         job = self.jobs[i]
         start = time.perf_counter()
         try:
-            sha = file_sha256(job.video.path)
+            sha = file_sha256(job.video.path) if self.hash_files else ""
         except OSError as e:
             return Decoded(job, None, "", f"cannot read the file: {e}")
         s = self.settings
@@ -353,13 +354,14 @@ def build_extractors(options: Mapping[str, Mapping[str, Any]], device: str) -> d
     return extractors
 
 
-def start_decoding(jobs: Sequence[Job], decode: DecodeSettings, video_batch: int, workers: int):
+def start_decoding(jobs: Sequence[Job], decode: DecodeSettings, video_batch: int, workers: int,
+                   hash_files: bool = True):
     """An iterator over batches of decoded videos. Its DataLoader workers start now, so they can
     import and decode while the caller is still loading models."""
     from torch.utils.data import DataLoader
 
     workers = int(workers)
-    loader = DataLoader(DecodeDataset(jobs, decode), batch_size=int(video_batch), shuffle=False,
+    loader = DataLoader(DecodeDataset(jobs, decode, hash_files), batch_size=int(video_batch), shuffle=False,
                         num_workers=workers, collate_fn=_collate,
                         # spawn: forking a process that already runs ONNX/CTranslate2 thread pools can hang
                         multiprocessing_context="spawn" if workers > 0 else None,

@@ -310,7 +310,7 @@ class Predictor:
         path = Path(video).expanduser()
         if not path.is_file():
             raise PredictError(f"{path}: no such video file")
-        return next(self.predict_many([path], ids=[id or path.stem], explain=explain, decode_workers=0))
+        return self.pipeline().predict_one(self, path, id or path.stem, explain)
 
     def predict_many(self, videos: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
                      video_batch: int = 8, decode_workers: int = 1, explain: bool = True,
@@ -333,7 +333,7 @@ class Predictor:
             except OSError:
                 size, mtime = -1, -1.0
             jobs.append(Job(VideoInput(id=name, path=str(p.absolute()), label=""), size, mtime))
-        batches = start_decoding(jobs, pipe.decode, video_batch, decode_workers)
+        batches = start_decoding(jobs, pipe.decode, video_batch, decode_workers, hash_files=False)
         for batch in batches:
             for prediction in pipe.run(self, batch, explain):
                 if on_progress is not None:
@@ -393,13 +393,57 @@ class _Pipeline:
         load_extractors(extractors)
         return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent), time.perf_counter() - started)
 
-    def run(self, predictor: Predictor, batch: list[Any], explain: bool) -> list[Prediction]:
+    def predict_one(self, predictor: Predictor, path: Path, video_id: str, explain: bool) -> Prediction:
+        """One video with the least wait: the audio is decoded first (a few hundredths of a second)
+        and the audio extractors (speech is the slowest of all) start on it at once, while this
+        thread decodes the frames and runs the frame extractors. Same results as ``run``."""
+        from concurrent.futures import ThreadPoolExecutor
+        from dataclasses import replace
+
+        from vemo.extract.inputs import VideoInput
+        from vemo.extract.runner import DecodeDataset, ExtractorPool, Job, run_extractor
+
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:
+            size, mtime = -1, -1.0
+        job = Job(VideoInput(id=video_id, path=str(path.absolute()), label=""), size, mtime)
+        listening = {m: ex for m, ex in self.extractors.items() if not ex.needs_frames}
+        looking = {m: ex for m, ex in self.extractors.items() if ex.needs_frames}
+        if not listening or not looking or not self.decode.need_frames:
+            return self.run(predictor, [DecodeDataset([job], self.decode, hash_files=False)[0]], explain)[0]
+        started = time.perf_counter()
+        audio_item = DecodeDataset([job], replace(self.decode, need_frames=False), hash_files=False)[0]
+        if audio_item.video is None:  # not decodable at all: no need to try the frames
+            return self.run(predictor, [audio_item], explain)[0]
+        with ThreadPoolExecutor(1) as background:
+            heard = background.submit(lambda: {m: run_extractor(ex, [audio_item.video])[0]
+                                               for m, ex in listening.items()})
+            item = DecodeDataset([job], self.decode, hash_files=False)[0]
+            decode_seconds = time.perf_counter() - started
+            seen: dict[str, Any] = {}
+            if item.video is not None:
+                pool = ExtractorPool(looking, max(1, self.pool.concurrent - 1))
+                try:
+                    seen = {m: out[0] for m, out in pool.run([item.video]).items()}
+                finally:
+                    pool.close()
+            results = {**heard.result(), **seen}
+        item.seconds = decode_seconds
+        return self.run(predictor, [item], explain, results={m: [results[m]] for m in self.extractors},
+                        extract_seconds=time.perf_counter() - started - decode_seconds)[0]
+
+    def run(self, predictor: Predictor, batch: list[Any], explain: bool,
+            results: dict[str, list[Any]] | None = None, extract_seconds: float | None = None) -> list[Prediction]:
+        """Predictions for a batch of decoded videos (``results``: extractor outputs already at hand)."""
         from vemo.extract.runner import check_results
 
         videos = [item.video for item in batch if item.video is not None]
         started = time.perf_counter()
-        per_modality = self.pool.run(videos)
-        extract_seconds = time.perf_counter() - started
+        per_modality = results if results is not None else self.pool.run(videos)
+        if extract_seconds is None:
+            extract_seconds = time.perf_counter() - started
         out, k = [], 0
         for item in batch:
             vid = item.job.video.id
