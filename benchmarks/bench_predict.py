@@ -23,8 +23,8 @@ Measurements, each in a fresh process (so imports count and peak RSS is the pred
   ``pipeline()`` (build and load the checkpoint's extractors, warm-up included) and the first
   ``predict()``; the whole command's wall time.
 * **warm**: after one untimed ``predict()``, ``--repeats`` timed ``predict()`` calls of the same file
-  (median, min-max), with the split ``Prediction.seconds`` reports (decode, extractors side by side,
-  classify; "other" is the rest: result checks, evidence, key frame). Then each piece alone, median
+  (median, min-max), with the split ``Prediction.seconds`` reports (decode: the audio, then the
+  frames while the audio extractors already run; extractors: what is left after decoding; classify; "other" is the rest: result checks, evidence, key frame). Then each piece alone, median
   over the repeats: decoding (``vemo.extract.decode.decode`` with the pipeline's settings), each
   extractor's ``extract([video])`` with the thread settings the predictor gave it, and the classifier
   (``predict_features`` with and without ``explain``). Extractors of the offline profile that the
@@ -412,8 +412,10 @@ def report(args: argparse.Namespace, checkpoint: Path, clips: list[tuple[str, Pa
 
     rows = [row("predict() end to end", lambda w: {"times": [e["total"] for e in w["e2e"]],
                                                      "cpu": [e["cpu"] for e in w["e2e"]]})]
-    for key, label in (("decode", "  decode (in-process, + file hash)"),
-                       ("extract (batch)", "  extractors side by side"), ("classify", "  classify (explain=True)")):
+    # predict() decodes the audio first and starts the audio extractors on it while the frames
+    # decode, so "decode" overlaps speech; "extractors" is what is left after decoding
+    for key, label in (("decode", "  decode (audio, then frames)"),
+                       ("extract (batch)", "  extractors, after decoding"), ("classify", "  classify (explain=True)")):
         rows.append(row(label, lambda w, key=key: [e.get(key, 0.0) for e in w["e2e"]]))
     rows.append(row("  other (checks, evidence, key frame)", lambda w: [
         e["total"] - e.get("decode", 0) - e.get("extract (batch)", 0) - e.get("classify", 0) for e in w["e2e"]]))
