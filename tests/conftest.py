@@ -42,8 +42,8 @@ def pytest_configure(config):
 def video_model(tmp_path_factory):
     """(run folder, demo root) of a small model trained on generated demo videos with offline
     features (audio, frames, ocr, speech), shared by the prediction and web-demo tests."""
-    from vemo.predict.demo_model import demo_model_dir, ensure_demo_model
+    from vemo.predict.demo_model import ensure_demo_model
 
     cache = tmp_path_factory.mktemp("demo-model")
     run_dir = ensure_demo_model(cache, num_videos=30, seconds=3.0, size=(160, 120), max_epochs=10, progress=False)
-    return run_dir, demo_model_dir(cache, num_videos=30)
+    return run_dir, run_dir.parent

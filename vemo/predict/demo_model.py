@@ -20,10 +20,17 @@ DEMO_MODEL_VERSION = 1
 MODALITIES = ["audio", "frames", "ocr", "speech"]
 
 
+DEFAULT_CLIPS = {"seconds": 4.0, "size": (320, 240), "fps": 12, "max_epochs": 20}
+
+
 def demo_model_dir(cache_dir: str | Path = "~/.cache/vemo", num_videos: int = 120, seed: int = 0,
-                   modalities: list[str] | None = None) -> Path:
+                   modalities: list[str] | None = None, seconds: float = 4.0, size: tuple[int, int] = (320, 240),
+                   fps: int = 12, max_epochs: int = 20) -> Path:
+    """The folder of the demo model built with these settings (each setting set has its own)."""
     mods = "" if modalities is None or sorted(modalities) == MODALITIES else "-" + "+".join(sorted(modalities))
-    return Path(cache_dir).expanduser() / f"demo-model-v{DEMO_MODEL_VERSION}-n{num_videos}-s{seed}{mods}"
+    chosen = {"seconds": float(seconds), "size": tuple(size), "fps": int(fps), "max_epochs": int(max_epochs)}
+    other = "" if chosen == DEFAULT_CLIPS else (f"-{seconds:g}s-{size[0]}x{size[1]}-{fps}fps-e{max_epochs}")
+    return Path(cache_dir).expanduser() / f"demo-model-v{DEMO_MODEL_VERSION}-n{num_videos}-s{seed}{mods}{other}"
 
 
 def ensure_demo_model(cache_dir: str | Path = "~/.cache/vemo", num_videos: int = 120, seed: int = 0,
@@ -32,7 +39,7 @@ def ensure_demo_model(cache_dir: str | Path = "~/.cache/vemo", num_videos: int =
     """The run folder of the demo model (built first when absent: about 2-3 minutes on 2 cores
     for 120 clips). A half-built folder from an interrupted build is finished, not trusted."""
     modalities = sorted(modalities or MODALITIES)
-    root = demo_model_dir(cache_dir, num_videos, seed, modalities)
+    root = demo_model_dir(cache_dir, num_videos, seed, modalities, seconds, size, fps, max_epochs)
     run_dir = root / "run"
     done = root / "model.json"
     if done.is_file() and (run_dir / "metrics.json").is_file():
@@ -70,9 +77,10 @@ def ensure_demo_model(cache_dir: str | Path = "~/.cache/vemo", num_videos: int =
 
 
 def demo_examples(cache_dir: str | Path = "~/.cache/vemo", num_videos: int = 120, seed: int = 0,
-                  per_class: int = 1, modalities: list[str] | None = None) -> list[Path]:
-    """A few test-split clips of the demo model's videos (one per class by default), for the app."""
-    videos = demo_model_dir(cache_dir, num_videos, seed, modalities) / "videos"
+                  per_class: int = 1, **settings: Any) -> list[Path]:
+    """A few test-split clips of the demo model's videos (one per class by default), for the app.
+    ``settings``: the other ``demo_model_dir`` settings the model was built with."""
+    videos = demo_model_dir(cache_dir, num_videos, seed, **settings) / "videos"
     split = videos / "splits" / "test.txt"
     if not split.is_file():
         return []
