@@ -233,6 +233,9 @@ def test_need_frames_false_reads_only_audio(clip):
     assert video.has_video and video.frames.shape == (0, 0, 0, 3)
     assert len(video.audio[16000]) == pytest.approx(48000, abs=160)
     assert video.duration == pytest.approx(3.0, abs=0.01) and video.notes == []
+    # the frame rate is read from the header while the file is open (reading a stream of a closed
+    # container was a use-after-free that crashed the web demo's worker thread now and then)
+    assert video.fps == pytest.approx(decode(clip, "clip", num_frames=2).fps)
 
 
 def test_max_audio_seconds_stops_early_with_a_note(clip):

@@ -131,6 +131,8 @@ def build_page(predictor: "Predictor", limits: UploadLimits, examples: Sequence[
                 gr.Markdown("### Modalities")
                 modalities = gr.Markdown("", elem_id="modalities")
         outputs = [status, video, probs, circumplex, key_frame, timeline, evidence, modalities]
+        # always_last: a file chosen while another is still being classified (or while clearing the
+        # previous one is still on its way) is classified next, never dropped
         upload.change(classify, inputs=[upload], outputs=outputs, api_name="classify",
-                      show_progress="full", concurrency_limit=1)
+                      show_progress="full", concurrency_limit=1, trigger_mode="always_last")
     return page

@@ -538,6 +538,8 @@ def decode(path, video_id: str, *, num_frames: int = 16, fps: float | None = Non
         if video is None and audio is None:
             raise DecodeError(f"cannot decode {path}: no video or audio stream")
         header_duration = container.duration / 1e6 if container.duration else None
+        # read while the container is open: a stream object must not be touched after it closes
+        nominal_fps = _nominal_fps(video)
         extents: list[float] = []      # decoded length of each stream read
         expected: list[float] = []     # the header's length of each stream read
         result = _no_frames()
@@ -577,7 +579,7 @@ def decode(path, video_id: str, *, num_frames: int = 16, fps: float | None = Non
         duration=float(duration), header_duration=header_duration,
         has_video=video is not None, has_audio=audio is not None,
         width=int(frames.shape[2]) if len(frames) else 0, height=int(frames.shape[1]) if len(frames) else 0,
-        fps=result.fps if result.fps is not None else _nominal_fps(video),
+        fps=result.fps if result.fps is not None else nominal_fps,
         rotation=result.rotation, notes=notes)
 
 
