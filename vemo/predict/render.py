@@ -57,7 +57,7 @@ def save_key_frame(prediction: "Prediction", path: str | Path) -> Path | None:
 
 def plot_timeline(prediction: "Prediction") -> Figure | None:
     """Bars: how much the top class's probability falls when each stretch of the video is masked
-    out (frames, faces and audio there); speech segments and on-screen text are marked above."""
+    out (its frame, face and audio tokens); a dashed line marks the key frame."""
     if not prediction.timeline:
         return None
     fig = Figure(figsize=(8, 3.2), layout="constrained")
