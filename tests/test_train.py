@@ -128,6 +128,11 @@ def test_run_folder_contents(baseline):
     for key in ["test/acc", "test/f1_macro", *(f"test/f1/{c}" for c in CLASSES)]:
         assert 0.0 <= saved[key] <= 1.0, key
     assert saved["monitor"] == "val/acc" and saved["best_val"] is not None
+    # temperature scaling is fitted on validation: it never raises the validation NLL (ECE, a binned
+    # estimate on few videos, can move either way); the Ekman demo classes get a valence/arousal readout
+    assert saved["temperature"] > 0 and saved["val/nll_calibrated"] <= saved["val/nll"] + 1e-9
+    assert 0 <= saved["test/ece"] <= 1 and 0 <= saved["test/ece_calibrated"] <= 1
+    assert -1 <= saved["test/valence"] <= 1 and -1 <= saved["test/arousal"] <= 1 and saved["test/va_error"] >= 0
 
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -140,7 +145,7 @@ def test_run_folder_contents(baseline):
     assert (ckpts / "last.ckpt").is_file()
     assert best.is_file() and best.parent == ckpts and best.name.startswith("best")
 
-    for name in ("confusion_matrix.png", "learning_curves.png"):
+    for name in ("confusion_matrix.png", "learning_curves.png", "reliability.png"):
         png = run_dir / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert png.stat().st_size > 5_000

@@ -91,3 +91,26 @@ def save_figure(fig, path: str | Path) -> Path:
         import matplotlib.pyplot as plt
         plt.close(fig)
     return path
+
+
+def plot_reliability(curves: dict, path: str | Path, temperature: float) -> Path:
+    """Reliability diagrams (accuracy against confidence per bin), before and after temperature
+    scaling, one panel per split; the diagonal is perfect calibration."""
+    fig = Figure(figsize=(4.5 * len(curves), 4.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(curves)))
+    for ax, (split, (before, after)) in zip(axes, curves.items()):
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+        for rel, label, colour in ((before, "before", "tab:red"), (after, f"T = {temperature:.2f}", "tab:blue")):
+            seen = rel.count > 0
+            ax.plot(rel.confidence[seen], rel.accuracy[seen], "o-", color=colour, ms=4,
+                    label=f"{label} (ECE {rel.ece * 100:.1f}%)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{split} split")
+        ax.legend(loc="upper left", fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

@@ -147,6 +147,12 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
             results.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
     if not trainer.is_global_zero:
         return results
+    # the model holds the best checkpoint's weights after testing (or the last epoch's without a test)
+    if best_path and not cfg.test:
+        model.load_state_dict(torch.load(best_path, map_location=model.device, weights_only=True)["state_dict"])
+    from vemo.calibration import calibration_report
+    calibration, reliability_curves = calibration_report(model, dm, test=bool(cfg.test))
+    results.update(calibration)
     results.update({
         "monitor": cfg.monitor,
         "monitor_mode": cfg.monitor_mode,
@@ -157,7 +163,8 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         "resumed_from": str(ckpt_path) if ckpt_path else None,
     })
     atomic_write_json(run_dir / "metrics.json", results)  # sweeps and reports read it
-    write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, loggers)
+    write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, loggers, reliability_curves,
+                calibration["temperature"])
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             lg.experiment.finish()  # flush now, so the run folder is the last thing printed
@@ -174,15 +181,19 @@ def summary_line(results: dict[str, Any]) -> str:
     for key in ("test/acc", "test/f1_macro", "test/map_macro", "test/f1_micro"):
         if key in results:
             parts.append(f"{key} {results[key]:.4f}")
+    if "test/ece" in results:
+        parts.append(f"test/ece {results['test/ece']:.3f} -> {results['test/ece_calibrated']:.3f} "
+                     f"(T={results['temperature']:.2f})")
     if "test/videos" in results:
         parts.append(f"on {int(results['test/videos'])} test videos")
     return "  ".join(parts) or "no metrics (no validation score was recorded)"
 
 
-def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list[Any]) -> None:
+def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list[Any],
+                reliability_curves: dict | None = None, temperature: float = 1.0) -> None:
     from lightning.pytorch.loggers import WandbLogger
 
-    from vemo.plots import plot_confusion_matrix, plot_learning_curves
+    from vemo.plots import plot_confusion_matrix, plot_learning_curves, plot_reliability
 
     plots = run_dir / "plots"
     made = []
@@ -190,6 +201,8 @@ def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list
         made.append(plot_learning_curves(run_dir / "metrics.csv", plots / "learning_curves.png", monitor, mode))
     if getattr(model, "confusion_matrix", None) is not None:
         made.append(plot_confusion_matrix(model.confusion_matrix, dm.classes, plots / "confusion_matrix.png"))
+    if reliability_curves:
+        made.append(plot_reliability(reliability_curves, plots / "reliability.png", temperature))
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             import wandb
