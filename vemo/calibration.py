@@ -134,6 +134,7 @@ def calibration_report(model, dm, test: bool) -> tuple[dict[str, float], dict[st
     splits = [("val", val_logits, val_labels)]
     if test and len(dm.datasets["test"]):
         splits.append(("test", *collect_logits(model, dm.datasets["test"])))
+    positions = None if multilabel else class_positions(dm.classes)
     for name, logits, labels in splits:
         before = reliability(probabilities(logits, multilabel), labels, multilabel)
         after = reliability(probabilities(logits, multilabel, temperature), labels, multilabel)
@@ -141,7 +142,6 @@ def calibration_report(model, dm, test: bool) -> tuple[dict[str, float], dict[st
         metrics[f"{name}/nll"] = negative_log_likelihood(logits, labels, multilabel)
         metrics[f"{name}/nll_calibrated"] = negative_log_likelihood(logits, labels, multilabel, temperature)
         curves[name] = (before, after)
-        positions = None if multilabel else class_positions(dm.classes)
         if name == "test" and positions is not None:
             readout = probabilities(logits, multilabel, temperature) @ positions
             truth = positions[np.asarray(labels)]

@@ -123,6 +123,17 @@ def reported_errors() -> Iterator[None]:
         raise SystemExit(report(e)) from None
 
 
+HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--cfg", "-c", "--info")
+
+
+def given_keys(argv: Sequence[str]) -> set[str] | None:
+    """The option names a command line sets (``key=value``), or None when it asks Hydra for help or
+    the config (then required options need not be given)."""
+    if any(a.startswith(HYDRA_INFO_FLAGS) for a in argv):
+        return None
+    return {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
+
+
 def check_overrides(config_name: str, argv: Sequence[str]) -> None:
     """Compose ``config_name`` with the command line's overrides, as Hydra is about to.
 

@@ -43,10 +43,6 @@ class Standardizer(nn.Module):
             getattr(self, f"{m}_mean").copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
             getattr(self, f"{m}_std").copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
 
-    def stats(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {m: (getattr(self, f"{m}_mean").cpu().numpy(), getattr(self, f"{m}_std").cpu().numpy())
-                for m in self.modalities}
-
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
         out = {}
         for m in self.modalities:
@@ -102,9 +98,6 @@ class FusionNetwork(nn.Module):
     def probabilities(self, logits: Tensor) -> Tensor:
         # independent sigmoids for multi-label: a trailer can be both drama and romance
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
-
-    def set_normalization(self, stats: Mapping[str, tuple[Any, Any]] | None) -> None:
-        self.normalizer.set_stats(stats)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "FusionNetwork":

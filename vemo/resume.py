@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import lightning as L
 import torch
 
+from vemo.compare import leaf_differences, short
 from vemo.errors import ResumeError
 from vemo.model import RENAMED_HPARAMS
 
@@ -144,21 +145,4 @@ def describe_source(source: Mapping[str, Any] | None) -> str:
 
 def differences(key: str, then: Any, now: Any) -> list[str]:
     """``key: then -> now`` for every leaf that differs (dicts compared key by key)."""
-    if isinstance(then, Mapping) and isinstance(now, Mapping):
-        return [d for k in sorted(set(then) | set(now), key=str) for d in differences(f"{key}.{k}", then.get(k), now.get(k))]
-    if _normalized(then) == _normalized(now):
-        return []
-    return [f"{key}: {_short(then)} then, {_short(now)} now"]
-
-
-def _normalized(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_normalized(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return [f"{k}: {short(a)} then, {short(b)} now" for k, a, b in leaf_differences(then, now, key)]

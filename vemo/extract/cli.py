@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vemo.cli import reported_errors, run_command
+from vemo.cli import given_keys, reported_errors, run_command
 from vemo.config import CONFIG_DIR
 
 def require(missing: list[str]) -> None:
@@ -60,10 +60,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    if not any(a.startswith(("-h", "--help", "--hydra-help", "--cfg", "-c", "--info")) for a in args):
+    given = given_keys(sys.argv[1:])
+    if given is not None:
         with reported_errors():
-            given = {a.split("=", 1)[0].lstrip("+~") for a in args if "=" in a}
             # checked before Hydra starts: out also names the log folder, which Hydra would fail on
             require([key for key in ("input", "out") if key not in given])
     run_command(_hydra_main, "extract")

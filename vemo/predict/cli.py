@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vemo.cli import reported_errors, run_command
+from vemo.cli import given_keys, reported_errors, run_command
 from vemo.config import CONFIG_DIR
 
 log = logging.getLogger("vemo.predict")
@@ -155,9 +155,9 @@ def main() -> None:
     videos, rest = split_arguments(sys.argv[1:])
     _POSITIONAL[:] = videos
     sys.argv = [sys.argv[0], *rest]
-    if not any(a.startswith(("-h", "--help", "--hydra-help", "--cfg", "-c", "--info")) for a in rest):
+    given = given_keys(rest)
+    if given is not None:
         with reported_errors():
-            given = {a.split("=", 1)[0].lstrip("+~") for a in rest if "=" in a}
             if "checkpoint" not in given:
                 from vemo.errors import ConfigError
                 raise ConfigError("checkpoint must be given: python -m vemo.predict VIDEO checkpoint=RUN_DIR "

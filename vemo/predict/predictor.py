@@ -13,10 +13,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from vemo.compare import leaf_differences, short
 from vemo.errors import PredictError
 from vemo.predict.affect import valence_arousal
 from vemo.predict.checkpoint import LoadedModel, load_model
@@ -168,12 +169,13 @@ class Predictor:
         for m in self.modalities:
             if m not in specs or m not in ours:
                 continue
-            theirs = _plain(specs[m].to_json() if hasattr(specs[m], "to_json") else specs[m])
-            mine = _plain(ours[m])
-            diffs = _differences({"dim": mine.get("dim"), **(mine.get("extractor") or {})},
-                                 {"dim": theirs.get("dim"), **(theirs.get("extractor") or {})})
+            theirs = specs[m].to_json() if hasattr(specs[m], "to_json") else specs[m]
+            mine = ours[m]
+            diffs = leaf_differences({"dim": mine.get("dim"), **(mine.get("extractor") or {})},
+                                     {"dim": theirs.get("dim"), **(theirs.get("extractor") or {})})
             if diffs:
-                said = [f"{key} is {_short(a)} in the checkpoint but {_short(b)} in {where}" for key, a, b in diffs[:4]]
+                said = [f"{key} is {short(a, 70)} in the checkpoint but {short(b, 70)} in {where}"
+                        for key, a, b in diffs[:4]]
                 problems.append(f"{m}: " + "; ".join(said)
                                 + (f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""))
         if problems:
@@ -313,32 +315,19 @@ class Predictor:
         return self.pipeline().predict_one(self, path, id or path.stem, explain)
 
     def predict_many(self, videos: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
-                     video_batch: int = 8, decode_workers: int = 1, explain: bool = True,
-                     on_progress: Callable[[Prediction], None] | None = None) -> Iterator[Prediction]:
+                     video_batch: int = 8, decode_workers: int = 1, explain: bool = True) -> Iterator[Prediction]:
         """Predictions in input order. A video that cannot be decoded (or whose every modality is
         missing) yields a Prediction with ``error`` set; the others go on."""
-        from vemo.extract.inputs import VideoInput
-        from vemo.extract.runner import Job, start_decoding
+        from vemo.extract.runner import start_decoding
 
         paths = [Path(v).expanduser() for v in videos]
         names = list(ids) if ids is not None else [p.stem for p in paths]
         if not paths:
             return
         pipe = self.pipeline()
-        jobs = []
-        for name, p in zip(names, paths):
-            try:
-                st = os.stat(p)
-                size, mtime = st.st_size, st.st_mtime
-            except OSError:
-                size, mtime = -1, -1.0
-            jobs.append(Job(VideoInput(id=name, path=str(p.absolute()), label=""), size, mtime))
-        batches = start_decoding(jobs, pipe.decode, video_batch, decode_workers, hash_files=False)
-        for batch in batches:
-            for prediction in pipe.run(self, batch, explain):
-                if on_progress is not None:
-                    on_progress(prediction)
-                yield prediction
+        jobs = [_job(p, name) for name, p in zip(names, paths)]
+        for batch in start_decoding(jobs, pipe.decode, video_batch, decode_workers, hash_files=False):
+            yield from pipe.run(self, batch, explain)
 
     def close(self) -> None:
         if self._pipeline is not None:
@@ -400,15 +389,9 @@ class _Pipeline:
         from concurrent.futures import ThreadPoolExecutor
         from dataclasses import replace
 
-        from vemo.extract.inputs import VideoInput
-        from vemo.extract.runner import DecodeDataset, ExtractorPool, Job, run_extractor
+        from vemo.extract.runner import DecodeDataset, ExtractorPool, run_extractor
 
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime
-        except OSError:
-            size, mtime = -1, -1.0
-        job = Job(VideoInput(id=video_id, path=str(path.absolute()), label=""), size, mtime)
+        job = _job(path, video_id)
         listening = {m: ex for m, ex in self.extractors.items() if not ex.needs_frames}
         looking = {m: ex for m, ex in self.extractors.items() if ex.needs_frames}
         if not listening or not looking or not self.decode.need_frames:
@@ -420,6 +403,8 @@ class _Pipeline:
         with ThreadPoolExecutor(1) as background:
             heard = background.submit(lambda: {m: run_extractor(ex, [audio_item.video])[0]
                                                for m, ex in listening.items()})
+            # the whole decode, as vemo.extract does it (its audio again: hundredths of a second), so
+            # duration, notes and audio are exactly those of the batched path
             item = DecodeDataset([job], self.decode, hash_files=False)[0]
             decode_seconds = time.perf_counter() - started
             seen: dict[str, Any] = {}
@@ -477,6 +462,14 @@ class _Pipeline:
                 choose_key_frame(prediction, video, checked.side)
             out.append(prediction)
         return out
+
+
+def _job(path: Path, video_id: str):
+    """A decoding job for one file (size and mtime matter only to store records: not kept here)."""
+    from vemo.extract.inputs import VideoInput
+    from vemo.extract.runner import Job
+
+    return Job(VideoInput(id=video_id, path=str(path.absolute()), label=""), size=-1, mtime=-1.0)
 
 
 def _extractor_from_spec(modality: str, spec: Mapping[str, Any], device: str):
@@ -605,22 +598,3 @@ def choose_key_frame(prediction: Prediction, video: Any, side: Mapping[str, Any]
 def _largest_first(boxes: list[list[float]]) -> list[list[float]]:
     # the expression belongs to the largest face (the one the extractor classified)
     return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _differences(then: Any, now: Any, key: str = "") -> list[tuple[str, Any, Any]]:
-    """(dotted key, value then, value now) for every leaf that differs."""
-    if isinstance(then, dict) and isinstance(now, dict):
-        return [d for k in sorted(set(then) | set(now), key=str)
-                for d in _differences(then.get(k), now.get(k), f"{key}.{k}" if key else str(k))]
-    if then == now or (isinstance(then, (int, float)) and isinstance(now, (int, float)) and float(then) == float(now)):
-        return []
-    return [(key, then, now)]
-
-
-def _short(value: Any, limit: int = 70) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
