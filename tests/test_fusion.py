@@ -12,12 +12,18 @@ D = 32
 LENGTHS = {"audio": 5, "frames": 7, "text": 1}
 HEADS = vemo.fusion.names()
 # non-default variants worth covering too: (name, options)
-VARIANTS = [(name, {}) for name in HEADS] + [("crossattn", {"positional": "learned", "max_positions": 16})]
+VARIANTS = [(name, {}) for name in HEADS] + [
+    ("crossattn", {"positional": "learned", "max_positions": 16}),
+    ("crossattn", {"shared_layers": False}),            # the layout of checkpoints written before
+    ("crossattn", {"pool_depth": 2}),
+    ("pairwise", {"vector_modalities": []}),             # three sequences of different lengths: six pairs
+    ("joint", {"depth": 1, "activation": "relu", "max_positions": 16}),
+]
 
 
 def _ids(variant):
     name, options = variant
-    return name + "".join(f"-{k}={v}" for k, v in options.items() if k != "max_positions")
+    return name + "".join(f"-{k}={v}" for k, v in options.items() if k != "max_positions" or len(options) == 1)
 
 
 def build(name, options, modalities=tuple(LENGTHS), seed=0):
@@ -199,3 +205,72 @@ def test_gated_exposes_modality_weights():
 def test_registry_rejects_double_registration():
     with pytest.raises(ValueError, match="already registered"):
         vemo.fusion.register("gated")(lambda **kw: None)
+
+
+def test_pairwise_matches_one_attention_per_pair():
+    """The batched pairs equal the published layout computed pair by pair: per-modality q/k/v
+    projections, each pair's attention over the key modality's real tokens, LayerNorm, the mean over
+    the query modality's real tokens; pairs without keys give zeros, vectors pass through; ReLU."""
+    import itertools
+    import torch.nn.functional as F
+
+    head = build("pairwise", {"vector_modalities": ["text"], "num_heads": 4})
+    tokens, masks = make_batch()
+    got = head(tokens, masks)
+    seqs = head.sequences
+    assert seqs == ["audio", "frames"] and head.vectors == ["text"]
+    h, d = 4, D
+    pair_vectors = []
+    for k, (i, j) in enumerate(itertools.permutations(range(len(seqs)), 2)):
+        qi = head.qkv_proj[seqs[i]](tokens[seqs[i]]).chunk(3, -1)[0]
+        _, kj, vj = head.qkv_proj[seqs[j]](tokens[seqs[j]]).chunk(3, -1)
+        q = qi @ head.pair_q[k] + head.pair_q_bias[k]
+        key = kj @ head.pair_k[k] + head.pair_k_bias[k]
+        val = vj @ head.pair_v[k] + head.pair_v_bias[k]
+        rows = []
+        for b in range(q.shape[0]):
+            qm, km = masks[seqs[i]][b], masks[seqs[j]][b]
+            if not km.any() or not qm.any():
+                rows.append(torch.zeros(d))
+                continue
+            qh = q[b][qm].view(-1, h, d // h).transpose(0, 1)
+            kh = key[b][km].view(-1, h, d // h).transpose(0, 1)
+            vh = val[b][km].view(-1, h, d // h).transpose(0, 1)
+            att = torch.softmax(qh @ kh.transpose(1, 2) / (d // h) ** 0.5, -1) @ vh
+            o = att.transpose(0, 1).reshape(-1, d) @ head.pair_out[k] + head.pair_out_bias[k]
+            o = F.layer_norm(o, (d,), head.pair_norm_weight[k], head.pair_norm_bias[k])
+            rows.append(o.mean(0))
+        pair_vectors.append(torch.stack(rows))
+    text = torch.where(masks["text"].any(1, keepdim=True), tokens["text"][:, 0], head.missing[0])
+    want = torch.relu(torch.cat([text] + pair_vectors, dim=-1))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_cls_only_last_layer_equals_the_full_layer():
+    """Computing only the CLS row in the last layer (crossattn's pool, joint) changes nothing."""
+    from vemo.fusion.attention import MaskedSelfAttentionLayer
+
+    torch.manual_seed(0)
+    layer = MaskedSelfAttentionLayer(D, 4, 2, 0.0).eval()
+    x = torch.randn(3, 9, D)
+    allowed = torch.rand(3, 1, 9) > 0.3
+    allowed[:, :, 0] = True
+    full = layer(x, allowed)
+    torch.testing.assert_close(layer(x, allowed, queries=1), full[:, :1])
+
+
+def test_crossattn_modalities_never_attend_to_themselves():
+    """In crossattn's cross layers a token may see the null token and the real tokens of the
+    other modalities, never its own modality's."""
+    head = build("crossattn", {"depth": 1})
+    seen = {}
+    head.cross_layers[0].register_forward_pre_hook(lambda mod, args: seen.update(allowed=args[1]))
+    tokens, masks = make_batch()
+    head(tokens, masks)
+    allowed = seen["allowed"]                    # [B, L, 1 + L]: the null key first
+    lengths = [LENGTHS[m] for m in sorted(LENGTHS)]
+    modality = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    assert allowed[:, :, 0].all()
+    other = modality[:, None] != modality[None, :]
+    real = torch.cat([masks[m] for m in sorted(LENGTHS)], dim=1)
+    assert torch.equal(allowed[:, :, 1:], other[None] & real[:, None, :])

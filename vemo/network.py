@@ -103,10 +103,20 @@ class FusionNetwork(nn.Module):
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "FusionNetwork":
         """From a loaded training checkpoint (a dict), old ones included; eval mode."""
         hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint["hyper_parameters"]).items()}
+        upgrade_fusion_options(hp, checkpoint.get("state_dict") or {})
         net = cls(**{k: hp[k] for k in NETWORK_HPARAMS if k in hp})
         state = upgrade_state_dict(checkpoint, hp["modality_dims"])
         net.load_state_dict({k: v for k, v in state.items() if k.split(".", 1)[0] in NETWORK_PARTS}, strict=True)
         return net.eval()
+
+
+def upgrade_fusion_options(hparams: dict[str, Any], state: Mapping[str, Any]) -> None:
+    """Name, in place, the head layout an old checkpoint's weights have: crossattn checkpoints written
+    before its layers were shared by all modalities hold one attention block per modality."""
+    fusion = dict(hparams.get("fusion") or {})
+    if (fusion.get("name") == "crossattn" and "shared_layers" not in fusion
+            and any(k.startswith("fusion.cross_layers.0.0.") for k in state)):
+        hparams["fusion"] = {**fusion, "shared_layers": False}
 
 
 def upgrade_state_dict(checkpoint: dict[str, Any], modality_dims: Mapping[str, int]) -> dict[str, Tensor]:

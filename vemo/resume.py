@@ -20,6 +20,7 @@ import torch
 from vemo.compare import leaf_differences, short
 from vemo.errors import ResumeError
 from vemo.model import RENAMED_HPARAMS
+from vemo.network import upgrade_fusion_options
 
 log = logging.getLogger("vemo.resume")
 
@@ -76,6 +77,7 @@ def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mappin
     """
     checkpoint = load_checkpoint(path)
     saved_hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint.get("hyper_parameters") or {}).items()}
+    upgrade_fusion_options(saved_hp, checkpoint.get("state_dict") or {})
     now_hp = dict(hparams)
     problems = model_differences(saved_hp, now_hp)
     changed = [d for key in sorted(set(saved_hp) | set(now_hp))

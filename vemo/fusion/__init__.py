@@ -11,7 +11,7 @@ from torch import nn
 
 from vemo.errors import ConfigError
 from vemo.fusion.base import FUSION_HEADS, FusionHead, masked_mean
-from vemo.fusion import concat_mlp, crossattn, gated  # noqa: F401  (registration side effect)
+from vemo.fusion import concat_mlp, crossattn, gated, joint, pairwise  # noqa: F401  (registration side effect)
 
 register = FUSION_HEADS.register
 

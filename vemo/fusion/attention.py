@@ -1,0 +1,67 @@
+"""Attention building blocks the transformer heads share: one fused QKV projection and
+``scaled_dot_product_attention`` over a boolean mask, so a layer is a handful of large matmuls
+instead of one attention module per modality or pair."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MaskedSelfAttentionLayer(nn.Module):
+    """Pre-norm multi-head attention then a feed-forward layer, over one token sequence.
+
+    ``forward(x, allowed, queries=None, extra_kv=None)``: ``x`` [B, L, d]; ``allowed`` [B, Lq, Lk]
+    (or broadcastable) says which keys each query may see; ``queries`` optionally picks the first
+    ``queries`` tokens as the only queries (a CLS-only last layer costs one row, not L);
+    ``extra_kv`` [B, E, d] are key/value-only tokens placed before ``x`` among the keys.
+    Every query must be allowed at least one key.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ff_mult: int, dropout: float, activation: str = "gelu"):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), act, nn.Dropout(dropout),
+                                nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
+        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def _heads(self, t: Tensor) -> Tensor:
+        b, n, d = t.shape
+        return t.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
+
+    def forward(self, x: Tensor, allowed: Tensor, queries: int | None = None,
+                extra_kv: Tensor | None = None) -> Tensor:
+        keys_in = x if extra_kv is None else torch.cat([extra_kv, x], dim=1)
+        h = self.norm(keys_in)
+        offset = 0 if extra_kv is None else extra_kv.shape[1]
+        q_in = h[:, offset:offset + queries] if queries is not None else h[:, offset:]
+        d = x.shape[-1]
+        w, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(q_in, w[:d], bias[:d])
+        k, v = F.linear(h, w[d:], bias[d:]).chunk(2, dim=-1)
+        attended = F.scaled_dot_product_attention(
+            self._heads(q), self._heads(k), self._heads(v), attn_mask=allowed.unsqueeze(1),
+            dropout_p=self.attn_dropout if self.training else 0.0)
+        attended = attended.transpose(1, 2).reshape(q.shape)
+        base = x[:, :queries] if queries is not None else x
+        y = base + self.dropout(self.out(attended))
+        return y + self.ff(self.norm_ff(y))
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
+    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(1e4) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
