@@ -20,7 +20,7 @@ def summary_lines(report: ImportReport) -> list[str]:
     if report.nonfinite:
         policy = ("the video is skipped" if report.nonfinite_policy == "skip-video"
                   else "that modality is left out of the video")
-        lines.append(f"NaN/inf values in {len(report.nonfinite)} features, never stored ({policy}): "
+        lines.append(f"{len(report.nonfinite)} features held NaN/inf values, never stored ({policy}): "
                      + ", ".join(f"{src} [{key}]" for src, key in report.nonfinite[:EXAMPLES])
                      + (" ..." if len(report.nonfinite) > EXAMPLES else ""))
     dropped = [f"{m} {report.zero_rows[m]} rows" + (f" ({report.all_zero[m]} videos left without any)"
