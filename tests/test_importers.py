@@ -58,7 +58,7 @@ def release_video(rng: np.random.Generator, faces: int = 16, speech: bool = True
     video = {"clip": rng.normal(size=(16, 512)).astype(np.float32),
              "beats": rng.normal(size=(16, 768)).astype(np.float32),
              "face_emotion": face,
-             "asr_sentiment": rng.normal(size=(1, 768)).astype(np.float32) if speech else np.zeros((1, 768), np.float32),
+             "asr_sentiment": (rng.normal(size=(1, 768)) if speech else np.zeros((1, 768))).astype(np.float32),
              "ocr_sentiment": rng.normal(size=(1, 768)).astype(np.float32) if ocr else []}
     if tensors:
         video = {k: torch.as_tensor(np.asarray(v, np.float32)).reshape(-1, DIMS[k]) if len(v) else v
@@ -283,7 +283,7 @@ def movienet_release(path: Path, n: int = 60) -> dict:
         signal = np.zeros(768, np.float32)
         signal[:4] = 3 * hot
         samples[f"yt{i:03d}-Ab_"] = {"features": {
-            "clip": (rng.normal(size=(int(rng.integers(5, 30)), 512)) + np.pad(signal[:4], (0, 508))).astype(np.float32),
+            "clip": (rng.normal(size=(int(rng.integers(5, 30)), 512)) + signal[:512]).astype(np.float32),
             "beats": (rng.normal(size=(int(rng.integers(3, 20)), 768)) + signal).astype(np.float32),
             "face_emotion": rng.normal(size=(int(rng.integers(1, 8)), 768)).astype(np.float32) if i % 3 else [],
             "asr_sentiment": rng.normal(size=(1, 768)).astype(np.float32) if i % 2 else [],

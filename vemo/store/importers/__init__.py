@@ -25,12 +25,14 @@ class ImportFormat:
 
 
 FORMATS: dict[str, ImportFormat] = {f.name: f for f in (
-    ImportFormat("vemoclap", "vemoclap", "vemoclap",
-                 "VEMOCLAP per-video feature dicts: a folder of .pkl/.pt/.npz files, or one pickle {id: features}"),
-    ImportFormat("ekman6", "vemoclap-ekman6", "vemoclap", "the Ekman-6 features released with VEMOCLAP (layouts as vemoclap)"),
-    ImportFormat("ve8", "vemoclap-ve8", "vemoclap", "VideoEmotion-8 features in VEMOCLAP's format (layouts as vemoclap)"),
-    ImportFormat("movienet", "movienet", "movienet",
-                 "MovieNet trailers' features.pkl (samples, stats, idx_to_label); also writes labels.csv, classes.txt"),
+    ImportFormat("vemoclap", "vemoclap", "vemoclap", "VEMOCLAP per-video feature dicts: a folder of "
+                 ".pkl/.pt/.npz files, or one pickle {id: features}"),
+    ImportFormat("ekman6", "vemoclap-ekman6", "vemoclap",
+                 "the Ekman-6 features released with VEMOCLAP (layouts as vemoclap)"),
+    ImportFormat("ve8", "vemoclap-ve8", "vemoclap",
+                 "VideoEmotion-8 features in VEMOCLAP's format (layouts as vemoclap)"),
+    ImportFormat("movienet", "movienet", "movienet", "MovieNet trailers' features.pkl (samples, stats, "
+                 "idx_to_label); also writes labels.csv, classes.txt"),
 )}
 MODALITIES = tuple(k.modality for k in RELEASED_KEYS)
 
