@@ -1,0 +1,44 @@
+"""Benchmark dataset adapters: the files a benchmark is published with -> vemo's label layout.
+
+Each adapter reads a benchmark's official files (class index, split lists, label tables, the
+released features file) against a feature store and writes ``labels.csv``, ``classes.txt`` and
+``splits/{train,val,test}.txt`` (plus ``report.json`` and ``skipped.csv``) beside the store, which
+``FeatureDataModule`` then reads. ``data=ekman6``, ``data=ve8`` and ``data=movienet`` run one
+through ``BenchmarkDataModule``.
+
+    vemo.datasets.names()                                   # ['ekman6', 'movienet', 've8']
+    vemo.datasets.prepare("ekman6", store="data/ekman6/store", lists="data/ekman6/lists")
+    vemo.datasets.get("ve8")                                # the adapter class
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from vemo.datasets import ekman6, movienet, ve8  # noqa: F401  (registration side effect)
+from vemo.datasets.base import BenchmarkAdapter, Prepared
+from vemo.datasets.registry import DATASETS
+
+__all__ = ["DATASETS", "BenchmarkAdapter", "BenchmarkDataModule", "Prepared", "get", "names", "prepare"]
+
+
+def names() -> list[str]:
+    return DATASETS.names()
+
+
+def get(name: str) -> type[BenchmarkAdapter]:
+    """The adapter class registered as ``name``; an unknown name lists the valid ones."""
+    return DATASETS.get(name)
+
+
+def prepare(name: str, **options: Any) -> Prepared:
+    """Run adapter ``name`` with ``options`` (``store=`` and its own) and write the layout."""
+    return get(name)(**options).prepare()
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "BenchmarkDataModule":  # imports Lightning: loaded on first use
+        value = importlib.import_module("vemo.datasets.datamodule").BenchmarkDataModule
+        globals()[attr] = value
+        return value
+    raise AttributeError(f"module 'vemo.datasets' has no attribute {attr!r}")
