@@ -85,7 +85,7 @@ class Ekman6(BenchmarkAdapter):
         if unused:
             notes.append(f"{len(unused)} of the {len(blacklist)} blacklist entries match no listed video in "
                          f"{' or '.join(BLACKLIST_FROM[self.blacklist_from])} (e.g. {', '.join(unused[:3])})")
-        unlisted = len(store.ids - set(labels))
+        unlisted = len(store.ids - {store.lookup(e.raw, form)[0] for e in entries})
         if unlisted:
             notes.append(f"{unlisted} videos of the store are in neither list and are not used")
         return Built(classes.names, labels, {"train": kept, "val": val, "test": sorted(test)},

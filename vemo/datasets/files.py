@@ -172,17 +172,17 @@ def read_split_file(path: Path, option: str) -> dict[str, list[tuple[str, int | 
         raise DataError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with train, val and test lists")
-    line_of: dict[str, int] = {}  # where each id is first written, so problems can name a line
+    lines_of: dict[str, list[int]] = {}  # where each id is written, in order, so problems can name a line
     for number, line in enumerate(text.splitlines(), start=1):
         for value in re.findall(r'"((?:[^"\\]|\\.)*)"', line):
-            line_of.setdefault(value, number)
+            lines_of.setdefault(value, []).append(number)
     for key, ids in data.items():
         name = SPLIT_ALIASES.get(str(key).casefold())
         if name is None:
             raise DataError(f"{path}: unknown split {key!r}; expected train, val and test (or trn, val, tst)")
         if not isinstance(ids, list) or not all(isinstance(v, (str, int)) for v in ids):
             raise DataError(f"{path}: {key!r} must be a list of video ids")
-        out[name] += [(str(path), line_of.get(str(v)), str(v)) for v in ids]
+        out[name] += [(str(path), (lines_of.get(str(v)) or [None]).pop(0), str(v)) for v in ids]
     missing = [name for name, ids in out.items() if not ids]
     if missing:
         raise DataError(f"{path}: no {' and no '.join(missing)} ids: a split file must list train, val and test")

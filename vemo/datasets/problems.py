@@ -12,7 +12,7 @@ ON_BAD = ("skip", "fail")
 
 # reason -> how the console and skipped.csv say it
 REASONS = {
-    "unparsable": "line does not parse",
+    "unparsable": "does not parse",
     "empty_label": "empty label",
     "unknown_class": "unknown class",
     "conflicting_label": "class folder and class index disagree",

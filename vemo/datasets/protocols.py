@@ -101,9 +101,9 @@ def labelled_from_lists(entries: Sequence[Listed], classes: ClassNames, store: S
         key = form.key(e.raw)
         if key in seen:
             first = seen[key]
-            same = "same class" if class_of(first, classes)[0] == name else f"as {class_of(first, classes)[0]}"
+            then = class_of(first, classes)[0]
             tally.skip("duplicate", e.split, e.source, e.line, e.raw,
-                       f"already listed at {first.source.name}:{first.line} ({same})")
+                       f"already listed at {first.source.name}:{first.line}" + ("" if then == name else f" as {then}"))
             continue
         seen[key] = e
         if blacklist and e.split in blacklist_splits:

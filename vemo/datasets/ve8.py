@@ -127,7 +127,7 @@ class VideoEmotion8(BenchmarkAdapter):
         kept, val = stratified_pick(train, self.val_fraction, np.random.default_rng([self.split_seed, self.split]))
         labels = {v: [c] for part in (train, test) for v, c in part.items()}
         notes = []
-        unlisted = len(store.ids - set(labels))
+        unlisted = len(store.ids - {store.lookup(e.raw, form)[0] for e in entries})
         if unlisted:
             notes.append(f"{unlisted} videos of the store are in neither list of split {self.split} and are not used")
         return Built(classes.names, labels, {"train": kept, "val": val, "test": sorted(test)},
