@@ -236,6 +236,10 @@ def test_ekman6_options_are_checked_before_any_file_is_read(ekman, tmp_path):
         make(store=root / "store", lists=root / "lists", on_bad="ignore")
     with pytest.raises(ConfigError, match=r"data.val_fraction must be a number in \(0, 1\)"):
         make(store=root / "store", lists=root / "lists", val_fraction=0)
+    with pytest.raises(DataError, match=r"the validation split is empty \(60 training videos\): give it a share "
+                                         r"\(data.val_fraction\)"):
+        vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", val_fraction=0.01,
+                              out=tmp_path / "noval")
     bad_index = lines(tmp_path / "classInd.txt", ["1 anger", "2 boredom"])
     with pytest.raises(DataError, match=r"classInd.txt:2: 'boredom' is not one of the classes"):
         vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", class_index=bad_index)

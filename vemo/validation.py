@@ -100,7 +100,7 @@ def check_data(d: DictConfig, need_test: bool) -> None:
     number_in(d.get("min_label_overlap", 0.5), "data.min_label_overlap", 0.0, 1.0, high_open=False)
     boolean(d.get("normalize", True), "data.normalize")
     seed(d.get("split_seed", 0), "data.split_seed")
-    if d.get("splits") is None:
+    if d.get("splits") is None and "split_fractions" in d:  # benchmark configs (data=ekman6, ...) split their own way
         check_split_fractions(d.get("split_fractions"), need_test=need_test)
     check_modality_list(d.get("modalities"))
 

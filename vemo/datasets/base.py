@@ -91,6 +91,7 @@ class BenchmarkAdapter:
 
     name: ClassVar[str] = ""
     multilabel: ClassVar[bool] = False
+    val_option: ClassVar[str] = "data.val_fraction"  # what sizes the validation split, for messages
 
     def __init__(self, store: str | Path, *, out: str | Path | None = None, on_bad: str = "skip",
                  min_label_overlap: float = 0.5):
@@ -135,7 +136,7 @@ class BenchmarkAdapter:
                             + (f" (skipped: {counts_text(skipped)})" if skipped else ""))
         if not used["val"]:
             raise DataError(f"data={self.name}: the validation split is empty ({used['train']} training videos): "
-                            "raise data.val_fraction")
+                            f"give it a share ({self.val_option})")
         out = self.out
         report = {"dataset": self.name, "store": str(self.store), "settings": self.settings(),
                   "on_bad": self.on_bad, "ids": built.matched, "classes": built.classes, "used": used,

@@ -49,6 +49,7 @@ class Labelled:
 class MovieNet(BenchmarkAdapter):
     name = "movienet"
     multilabel = True
+    val_option = "data.split_fractions, or the split file's val list"
 
     def __init__(self, store: str | Path, labels_file: str | Path | None = None,
                  features_file: str | Path | None = None, split_file: str | Path | None = None,

@@ -81,6 +81,7 @@ class TrialRecord:
     fusion: str | None = None                    # the fusion head's config name
     seed: int | None = None
     split_seed: int | None = None
+    split: int | None = None                     # data.split= (a benchmark's numbered split, e.g. VE-8's 1..10)
     grid_key: str | None = None                  # the grid point, e.g. "audio+frames|gated|seed=0"
     grid_name: str | None = None
     params: dict[str, Any] = field(default_factory=dict)

@@ -56,8 +56,18 @@ def _seeds(value: Any, key: str) -> list[int]:
     return list(value)
 
 
+def _split_numbers(value: Any) -> list[int]:
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)):
+        raise ConfigError(f"sweep.splits must be null or a non-empty list of split numbers (integers >= 0, as the "
+                          f"data config counts them, e.g. [1,2,3] for data=ve8), got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"sweep.splits lists a split twice: {list(value)}")
+    return list(value)
+
+
 class AblationPlan:
-    """Every (modality subset, head, seed, split seed): one enqueued trial per grid point."""
+    """Every (modality subset, head, seed, split seed or numbered split): one enqueued trial per grid point."""
     prunes = False
 
     def __init__(self, spec: dict[str, Any], invocation: str, retry_failed: bool):
@@ -82,15 +92,23 @@ class AblationPlan:
         seeds = _seeds(spec.get("seeds") if spec.get("seeds") is not None else [0], "sweep.seeds")
         split_seeds = ([None] if spec.get("split_seeds") is None
                        else _seeds(spec["split_seeds"], "sweep.split_seeds"))
-        self.points = [self._point(mods, head, seed, split)
-                       for split in split_seeds for seed in seeds for head in self.heads for mods in subsets]
+        # numbered splits of the data config (data.split=), e.g. VE-8's ten; a drawn split is chosen by its seed
+        numbered = [None] if spec.get("splits") is None else _split_numbers(spec["splits"])
+        if spec.get("splits") is not None and spec.get("split_seeds") is not None:
+            raise ConfigError("sweep.split_seeds and sweep.splits are both set: give one (split_seeds repeats over "
+                              "data.split_seed=, splits over the data config's numbered splits, data.split=)")
+        self.points = [self._point(mods, head, seed, split, number)
+                       for split in split_seeds for number in numbered for seed in seeds for head in self.heads
+                       for mods in subsets]
         self.invocation, self.retry_failed = invocation, retry_failed
 
-    def _point(self, mods, head, seed, split) -> TrialRecord:
+    def _point(self, mods, head, seed, split, number=None) -> TrialRecord:
         key = f"{'+'.join(mods)}|{head}|seed={seed}" + (f"|split={split}" if split is not None else "")
         name = f"{head}-{subset_name(mods, self.full)}-s{seed}" + (f"-split{split}" if split is not None else "")
+        if number is not None:
+            key, name = key + f"|data.split={number}", name + f"-split{number}"
         return TrialRecord(number=-1, state="WAITING", grid_key=key, grid_name=name, modalities=list(mods),
-                           fusion=head, seed=seed, split_seed=split)
+                           fusion=head, seed=seed, split_seed=split, split=number)
 
     def _pending(self, study: optuna.Study) -> tuple[list[TrialRecord], list[TrialRecord]]:
         records = records_of(study)
@@ -120,6 +138,8 @@ class AblationPlan:
                f"seed={point.seed}"]
         if point.split_seed is not None:
             out.append(f"data.split_seed={point.split_seed}")
+        if point.split is not None:
+            out.append(f"data.split={point.split}")
         return out
 
     def probes(self) -> list[tuple[str, list[str]]]:

@@ -167,6 +167,15 @@ def _write_report(s: dict[str, Any], probe: DictConfig, saved: dict[str, Any], f
         report = write_report(sweep_dir, storage=s["storage"], study_name=s["study_name"],
                               metric=s.get("report_metric"))
         print(f"\nsweep report: {report['files']['markdown']}", flush=True)
+        best = next((g for g in report["rows"] if g.best), None)
+        if best is not None:  # the headline: mean ± std over the seeds/splits of the best cell
+            from vemo.report.tables import fmt_pm, is_fraction
+            from vemo.studies import subset_name
+            metric, cells = report["metric"], len(report["rows"])
+            print(f"{metric}{' (%)' if is_fraction(metric) else ''}: {best.head} on "
+                  f"{subset_name(best.modalities, report['full'])}: {fmt_pm(best.mean, best.std, metric)} "
+                  f"(mean ± std over {best.n} trial{'s' if best.n != 1 else ''}"
+                  + (f"; the best of {cells} cells)" if cells > 1 else ")"), flush=True)
         wandb_cfg = (probe.get("logger") or {}).get("wandb")
         if s["summary_run"] and wandb_cfg is not None and finished:
             log_summary_run(report, project=wandb_cfg.get("project") or "vemo",
