@@ -207,26 +207,32 @@ def test_registry_rejects_double_registration():
         vemo.fusion.register("gated")(lambda **kw: None)
 
 
-def test_pairwise_matches_one_attention_per_pair():
+@pytest.mark.parametrize("vectors", [["text"], []], ids=["one-vector", "three-sequences"])
+def test_pairwise_matches_one_attention_per_pair(vectors):
     """The batched pairs equal the published layout computed pair by pair: per-modality q/k/v
     projections, each pair's attention over the key modality's real tokens, LayerNorm, the mean over
     the query modality's real tokens; pairs without keys give zeros, vectors pass through; ReLU."""
     import itertools
     import torch.nn.functional as F
 
-    head = build("pairwise", {"vector_modalities": ["text"], "num_heads": 4})
+    head = build("pairwise", {"vector_modalities": vectors, "num_heads": 4})
     tokens, masks = make_batch()
     got = head(tokens, masks)
     seqs = head.sequences
-    assert seqs == ["audio", "frames"] and head.vectors == ["text"]
+    assert head.vectors == vectors and seqs == sorted(set(LENGTHS) - set(vectors))
+    assert got.shape == (4, (len(vectors) + len(seqs) * (len(seqs) - 1)) * D)
     h, d = 4, D
     pair_vectors = []
     for k, (i, j) in enumerate(itertools.permutations(range(len(seqs)), 2)):
         qi = head.qkv_proj[seqs[i]](tokens[seqs[i]]).chunk(3, -1)[0]
         _, kj, vj = head.qkv_proj[seqs[j]](tokens[seqs[j]]).chunk(3, -1)
-        q = qi @ head.pair_q[k] + head.pair_q_bias[k]
-        key = kj @ head.pair_k[k] + head.pair_k_bias[k]
-        val = vj @ head.pair_v[k] + head.pair_v_bias[k]
+        # a modality's pair projections hold one slot per pair it takes part in, in pair order
+        slot_q = [pair for pair in head.pairs if pair[0] == i].index((i, j))
+        slot_kv = [pair for pair in head.pairs if pair[1] == j].index((i, j))
+        n = len(seqs) - 1
+        q = head.pair_q[seqs[i]](qi).unflatten(-1, (n, D))[:, :, slot_q]
+        key = head.pair_k[seqs[j]](kj).unflatten(-1, (n, D))[:, :, slot_kv]
+        val = head.pair_v[seqs[j]](vj).unflatten(-1, (n, D))[:, :, slot_kv]
         rows = []
         for b in range(q.shape[0]):
             qm, km = masks[seqs[i]][b], masks[seqs[j]][b]
@@ -241,8 +247,8 @@ def test_pairwise_matches_one_attention_per_pair():
             o = F.layer_norm(o, (d,), head.pair_norm_weight[k], head.pair_norm_bias[k])
             rows.append(o.mean(0))
         pair_vectors.append(torch.stack(rows))
-    text = torch.where(masks["text"].any(1, keepdim=True), tokens["text"][:, 0], head.missing[0])
-    want = torch.relu(torch.cat([text] + pair_vectors, dim=-1))
+    text = [torch.where(masks["text"].any(1, keepdim=True), tokens["text"][:, 0], head.missing[0])] if vectors else []
+    want = torch.relu(torch.cat(text + pair_vectors, dim=-1))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 

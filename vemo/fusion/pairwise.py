@@ -52,10 +52,12 @@ class PairwiseCrossAttentionFusion(FusionHead):
         p = len(self.pairs)
         # the original's per-modality query/key/value projections, one fused matmul per modality
         self.qkv_proj = nn.ModuleDict({m: nn.Linear(d_model, 3 * d_model) for m in self.sequences})
-        # each pair's attention in-projections and out-projection, stacked over pairs
-        self.pair_q, self.pair_q_bias = _stacked_linear(p, d_model, d_model)
-        self.pair_k, self.pair_k_bias = _stacked_linear(p, d_model, d_model)
-        self.pair_v, self.pair_v_bias = _stacked_linear(p, d_model, d_model)
+        # each pair's attention in-projections, grouped so that one matmul serves all pairs of a
+        # modality: pair_q[m] maps m's queries for its s-1 pairs as query, pair_k[m] / pair_v[m] map
+        # m's keys / values for its s-1 pairs as key (in the order of self.pairs)
+        self.pair_q = nn.ModuleDict({m: nn.Linear(d_model, (s - 1) * d_model) for m in self.sequences})
+        self.pair_k = nn.ModuleDict({m: nn.Linear(d_model, (s - 1) * d_model) for m in self.sequences})
+        self.pair_v = nn.ModuleDict({m: nn.Linear(d_model, (s - 1) * d_model) for m in self.sequences})
         self.pair_out, self.pair_out_bias = _stacked_linear(p, d_model, d_model)
         self.pair_norm_weight = nn.Parameter(torch.ones(p, d_model))
         self.pair_norm_bias = nn.Parameter(torch.zeros(p, d_model))
@@ -63,21 +65,13 @@ class PairwiseCrossAttentionFusion(FusionHead):
         self.dropout = nn.Dropout(dropout)
         self.attn_dropout = dropout
         self.out_dim = d_model * (len(self.vectors) + p)
-        # which pair rows each modality feeds, as query and as key (index tensors, not parameters)
-        for i in range(s):
-            self.register_buffer(f"_as_query_{i}", torch.tensor([k for k, (a, _) in enumerate(self.pairs) if a == i]),
-                                 persistent=False)
-            self.register_buffer(f"_as_key_{i}", torch.tensor([k for k, (_, b) in enumerate(self.pairs) if b == i]),
-                                 persistent=False)
+        # pairs are ordered by query modality; the key-side outputs come ordered by key modality
+        key_major = [pair for j in range(s) for pair in self.pairs if pair[1] == j]
+        self.register_buffer("_key_order", torch.tensor([key_major.index(pair) for pair in self.pairs],
+                                                        dtype=torch.long), persistent=False)
 
     def no_weight_decay(self) -> set[str]:
         return {"missing"}
-
-    def _project(self, x: Tensor, rows: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        """x [B, T, d] through the stacked weights of ``rows`` -> [B, len(rows), T, d]."""
-        w = weight[rows].permute(1, 0, 2).reshape(x.shape[-1], -1)      # [d, R*d]
-        y = x @ w + bias[rows].reshape(-1)
-        return y.view(*x.shape[:2], len(rows), -1).transpose(1, 2)
 
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         xs, ms = self.checked_inputs(tokens, masks)
@@ -89,28 +83,34 @@ class PairwiseCrossAttentionFusion(FusionHead):
 
     def _pair_vectors(self, seqs: list[tuple[Tensor, Tensor]]) -> Tensor:
         """[B, pairs, d]: each ordered pair's attention, LayerNorm and mean over the query's real tokens."""
-        b, d, p = seqs[0][0].shape[0], self.d_model, len(self.pairs)
+        b, d, p, s = seqs[0][0].shape[0], self.d_model, len(self.pairs), len(self.sequences)
         t = max(x.shape[1] for x, _ in seqs)
-        dev, dt = seqs[0][0].device, seqs[0][0].dtype
-        q = torch.zeros(b, p, t, d, device=dev, dtype=dt)
-        k, v = torch.zeros_like(q), torch.zeros_like(q)
-        q_mask = torch.zeros(b, p, t, dtype=torch.bool, device=dev)
-        k_mask = torch.zeros_like(q_mask)
-        for i, (m, (x, mask)) in enumerate(zip(self.sequences, seqs)):
+
+        def per_pair(z: Tensor) -> Tensor:   # [B, T_m, (s-1)*d] -> [B, s-1, t, d], padded to t tokens
+            z = z.view(b, z.shape[1], s - 1, d).transpose(1, 2)
+            return F.pad(z, (0, 0, 0, t - z.shape[2])) if z.shape[2] < t else z
+
+        def padded(mask: Tensor) -> Tensor:  # [B, T_m] -> [B, s-1, t]
+            mask = F.pad(mask, (0, t - mask.shape[1])) if mask.shape[1] < t else mask
+            return mask.unsqueeze(1).expand(b, s - 1, t)
+
+        qs, ks, vs = [], [], []
+        for m, (x, _) in zip(self.sequences, seqs):
             qi, ki, vi = self.dropout(self.qkv_proj[m](x)).chunk(3, dim=-1)
-            as_q, as_k = getattr(self, f"_as_query_{i}"), getattr(self, f"_as_key_{i}")
-            n = x.shape[1]
-            q[:, as_q, :n] = self._project(qi, as_q, self.pair_q, self.pair_q_bias)
-            k[:, as_k, :n] = self._project(ki, as_k, self.pair_k, self.pair_k_bias)
-            v[:, as_k, :n] = self._project(vi, as_k, self.pair_v, self.pair_v_bias)
-            q_mask[:, as_q, :n] = mask.unsqueeze(1)
-            k_mask[:, as_k, :n] = mask.unsqueeze(1)
+            qs.append(per_pair(self.pair_q[m](qi)))
+            ks.append(per_pair(self.pair_k[m](ki)))
+            vs.append(per_pair(self.pair_v[m](vi)))
+        q = torch.cat(qs, dim=1)                                         # [B, P, t, d], pair order
+        k = torch.cat(ks, dim=1).index_select(1, self._key_order)
+        v = torch.cat(vs, dim=1).index_select(1, self._key_order)
+        q_mask = torch.cat([padded(mask) for _, mask in seqs], dim=1)
+        k_mask = torch.cat([padded(mask) for _, mask in seqs], dim=1).index_select(1, self._key_order)
         has_key = k_mask.any(-1)                                        # [B, P]
         allowed = (k_mask | ~has_key.unsqueeze(-1)).view(b, p, 1, 1, t)  # keyless rows: any key, zeroed below
         h = self.num_heads
 
         def heads(z: Tensor) -> Tensor:
-            return z.view(b, p, t, h, d // h).transpose(2, 3)          # [B, P, H, T, d/H]
+            return z.reshape(b, p, t, h, d // h).transpose(2, 3)       # [B, P, H, t, d/H]
 
         out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed,
                                              dropout_p=self.attn_dropout if self.training else 0.0)
