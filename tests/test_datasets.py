@@ -547,3 +547,37 @@ def test_movienet_labels_from_the_released_features_pickle(movienet, tmp_path, c
     with pytest.raises(UnsafePickleError):
         vemo.datasets.prepare("movienet", store=root / "store", features_file=evil)
     assert not (tmp_path / "ran").exists()
+
+
+# ================================================================= experiment configs
+BENCHMARK_EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml")
+                               if p.stem.split("_", 1)[0] in ("ekman6", "ve8", "movienet"))
+
+
+def test_there_is_an_experiment_config_per_benchmark_and_head():
+    import vemo.fusion
+
+    assert BENCHMARK_EXPERIMENTS == sorted(f"{b}_{h}" for b in ("ekman6", "movienet", "ve8")
+                                           for h in vemo.fusion.names())
+
+
+@pytest.mark.parametrize("name", BENCHMARK_EXPERIMENTS)
+def test_benchmark_experiment_configs_compose(name):
+    benchmark, head = name.split("_", 1)
+    cfg = load_config([f"experiment={name}", "data.store=/data/store", "run_dir=unused"])
+    assert cfg.data.dataset == benchmark and cfg.fusion.name == head and cfg.run_name == name
+    assert "early_stopping" in cfg.callbacks
+    if benchmark == "movienet":  # the trailer caps
+        assert dict(cfg.data.max_len) == {"frames": 160, "audio": 144, "faces": 80}
+
+
+def test_an_experiment_config_trains_end_to_end(ekman, tmp_path):
+    """experiment=ekman6_pairwise on official-format lists: the published head on its benchmark."""
+    from vemo.train import train
+
+    root, _ = ekman
+    metrics = train(load_config(train_overrides(
+        tmp_path / "run", tmp_path / "cache", "experiment=ekman6_pairwise", f"data.store={root / 'store'}",
+        f"data.lists={root / 'lists'}", "trainer.max_epochs=2", "model.d_model=16", "model.classifier_hidden=32")))
+    assert metrics["test/videos"] == 6 * EK_TEST and 0.0 <= metrics["test/acc"] <= 1.0
+    assert "name: pairwise" in (tmp_path / "run" / "config.yaml").read_text()
