@@ -108,13 +108,13 @@ def test_metric_names_are_the_names_the_metrics_are_logged_under(multilabel):
 
 
 def test_crossattn_checkpoints_of_the_per_modality_layout_still_load():
-    """crossattn checkpoints written before its layers were shared hold one block per modality; their
+    """crossattn checkpoints written before its layers became one attention hold one block per modality; their
     recorded options do not say so. Loading them for prediction builds that layout and gives the
     same outputs."""
     from vemo.network import FusionNetwork
 
     torch.manual_seed(0)
-    old = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn", "shared_layers": False}, d_model=16,
+    old = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn", "per_modality_blocks": True}, d_model=16,
                           classifier_hidden=16).eval()
     b = batch()
     expected = old(b["features"], b["masks"])
@@ -122,9 +122,9 @@ def test_crossattn_checkpoints_of_the_per_modality_layout_still_load():
     hparams["fusion"] = {"name": "crossattn"}  # as recorded before the option existed
     checkpoint = {"hyper_parameters": hparams, "state_dict": old.state_dict()}
     net = FusionNetwork.from_checkpoint(checkpoint)
-    assert net.fusion.shared_layers is False
+    assert net.fusion.per_modality_blocks is True
     torch.testing.assert_close(net(b["features"], b["masks"]), expected)
     # today's checkpoints are left alone
     new = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn"}, d_model=16, classifier_hidden=16)
     fresh = {"hyper_parameters": {**dict(new.hparams), "fusion": {"name": "crossattn"}}, "state_dict": new.state_dict()}
-    assert FusionNetwork.from_checkpoint(fresh).fusion.shared_layers is True
+    assert FusionNetwork.from_checkpoint(fresh).fusion.per_modality_blocks is False

@@ -114,9 +114,9 @@ def upgrade_fusion_options(hparams: dict[str, Any], state: Mapping[str, Any]) ->
     """Name, in place, the head layout an old checkpoint's weights have: crossattn checkpoints written
     before its layers were shared by all modalities hold one attention block per modality."""
     fusion = dict(hparams.get("fusion") or {})
-    if (fusion.get("name") == "crossattn" and "shared_layers" not in fusion
+    if (fusion.get("name") == "crossattn" and "per_modality_blocks" not in fusion
             and any(k.startswith("fusion.cross_layers.0.0.") for k in state)):
-        hparams["fusion"] = {**fusion, "shared_layers": False}
+        hparams["fusion"] = {**{k: v for k, v in fusion.items() if k != "shared_layers"}, "per_modality_blocks": True}
 
 
 def upgrade_state_dict(checkpoint: dict[str, Any], modality_dims: Mapping[str, int]) -> dict[str, Tensor]:

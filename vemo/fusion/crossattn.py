@@ -6,23 +6,63 @@ layer every modality's tokens attend to the tokens of all other modalities (plus
 token then pools everything with attention. Padded and missing tokens are excluded from every
 attention through masks.
 
-All modalities share each layer's weights (the type embedding tells them apart), so a layer is
-one masked attention over the concatenated sequence: keys and values are projected once per
-layer instead of once per receiving modality, and the last pooling layer computes only the CLS
-row. ``shared_layers=false`` builds the earlier layout, one attention block per modality and
-layer, which checkpoints written before this change need.
+A layer is one masked attention over the concatenated sequence of all modalities: each
+modality keeps its own weights (norms, query/key/value and output projections, feed-forward), but
+every token is projected once per layer, by its own modality's weights, instead of once per
+modality that reads it; the last pooling layer computes only the CLS row.
+``shared_layers=true`` shares one set of weights by all modalities (fewer parameters, a little
+faster); ``per_modality_blocks=true`` builds the earlier layout, one attention block per modality
+over the others' tokens, which checkpoints written before this change need.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vemo.fusion.attention import MaskedSelfAttentionLayer, sinusoidal_positions
 from vemo.fusion.base import FUSION_HEADS, FusionHead
 
 __all__ = ["CrossAttentionFusion"]
+
+
+class ModalityAttentionLayer(nn.Module):
+    """Pre-norm masked attention + feed-forward over the concatenated modalities, with each
+    modality's own weights applied to its own tokens, and a learned null key/value always visible."""
+
+    def __init__(self, n: int, d_model: int, num_heads: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
+        self.qkv = nn.ModuleList(nn.Linear(d_model, 3 * d_model) for _ in range(n))
+        self.out = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n))
+        self.norm_ff = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
+        self.ff = nn.ModuleList(nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(), nn.Dropout(dropout),
+                                              nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
+                                for _ in range(n))
+        self.null_kv = nn.Parameter(torch.randn(2, d_model) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, xs: list[Tensor], allowed: Tensor) -> list[Tensor]:
+        b, d, h = xs[0].shape[0], xs[0].shape[-1], self.num_heads
+        q, k, v = torch.cat([self.qkv[i](self.norm[i](x)) for i, x in enumerate(xs)], dim=1).chunk(3, dim=-1)
+        k = torch.cat([self.null_kv[0].expand(b, 1, d), k], dim=1)
+        v = torch.cat([self.null_kv[1].expand(b, 1, d), v], dim=1)
+
+        def heads(t: Tensor) -> Tensor:
+            return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed.unsqueeze(1),
+                                                  dropout_p=self.attn_dropout if self.training else 0.0)
+        attended = attended.transpose(1, 2).reshape(b, -1, d).split([x.shape[1] for x in xs], dim=1)
+        out = []
+        for i, (x, a) in enumerate(zip(xs, attended)):
+            y = x + self.dropout(self.out[i](a))
+            out.append(y + self.ff[i](self.norm_ff[i](y)))
+        return out
 
 
 class AttentionBlock(nn.Module):
@@ -49,7 +89,8 @@ class AttentionBlock(nn.Module):
 class CrossAttentionFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, depth: int = 2, num_heads: int = 4,
                  ff_mult: int = 2, dropout: float = 0.1, pool_depth: int = 1,
-                 positional: str = "sinusoidal", max_positions: int = 1024, shared_layers: bool = True):
+                 positional: str = "sinusoidal", max_positions: int = 1024, shared_layers: bool = False,
+                 per_modality_blocks: bool = False):
         super().__init__(modalities, d_model)
         if d_model % num_heads:
             raise ValueError(f"crossattn: d_model={d_model} is not divisible by num_heads={num_heads}")
@@ -60,15 +101,21 @@ class CrossAttentionFusion(FusionHead):
         n = len(self.modalities)
         self.positional = positional
         self.max_positions = max_positions
+        if shared_layers and per_modality_blocks:
+            raise ValueError("crossattn: shared_layers and per_modality_blocks exclude each other")
         self.shared_layers = bool(shared_layers)
+        self.per_modality_blocks = bool(per_modality_blocks)
         self.type_embed = nn.Parameter(torch.randn(n, d_model) * 0.02)
         self.pos_embed = nn.Embedding(max_positions, d_model) if positional == "learned" else None
-        self.null = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
+        if self.shared_layers or self.per_modality_blocks:  # the other layout keeps a null key per layer
+            self.null = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
-        if self.shared_layers:
+        if not self.per_modality_blocks:
             def layer() -> nn.Module:
                 return MaskedSelfAttentionLayer(d_model, num_heads, ff_mult, dropout)
-            self.cross_layers = nn.ModuleList(layer() for _ in range(depth))
+            self.cross_layers = nn.ModuleList(
+                layer() if self.shared_layers else ModalityAttentionLayer(n, d_model, num_heads, ff_mult, dropout)
+                for _ in range(depth))
             self.pool_layers = nn.ModuleList(layer() for _ in range(pool_depth))
         else:
             self.cross_layers = nn.ModuleList(
@@ -81,7 +128,7 @@ class CrossAttentionFusion(FusionHead):
         self._sinusoids: dict[tuple[int, str], Tensor] = {}
 
     def no_weight_decay(self) -> set[str]:
-        learned_tokens = {"type_embed", "null", "cls"}
+        learned_tokens = {"type_embed", "cls"} | ({"null"} if hasattr(self, "null") else set())
         return learned_tokens | ({"pos_embed.weight"} if self.pos_embed is not None else set())
 
     def _positions(self, length: int, device: torch.device) -> Tensor:
@@ -98,7 +145,7 @@ class CrossAttentionFusion(FusionHead):
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         xs, ms = self.checked_inputs(tokens, masks)
         xs = [x + self.type_embed[i] + self._positions(x.shape[1], x.device) for i, x in enumerate(xs)]
-        if not self.shared_layers:
+        if self.per_modality_blocks:
             return self._forward_per_modality(xs, ms)
         b, device = xs[0].shape[0], xs[0].device
         x, real = torch.cat(xs, dim=1), torch.cat(ms, dim=1)           # [B, L, d], [B, L]
@@ -108,9 +155,15 @@ class CrossAttentionFusion(FusionHead):
         other = modality.unsqueeze(1) != modality.unsqueeze(0)          # [L, L]
         cross = torch.cat([always.unsqueeze(1).expand(b, len(modality), 1),
                            other.unsqueeze(0) & real.unsqueeze(1)], dim=2)  # [B, L, 1 + L]
-        null = self.null.expand(b, -1, -1)
-        for layer in self.cross_layers:
-            x = layer(x, cross, extra_kv=null)  # every modality updates from the same previous layer
+        if self.shared_layers:
+            null = self.null.expand(b, -1, -1)
+            for layer in self.cross_layers:
+                x = layer(x, cross, extra_kv=null)  # every modality updates from the same previous layer
+        else:
+            parts = list(x.split([t.shape[1] for t in xs], dim=1))
+            for layer in self.cross_layers:
+                parts = layer(parts, cross)
+            x = torch.cat(parts, dim=1)
         seq = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)
         seen = torch.cat([always, real], dim=1).unsqueeze(1)            # [B, 1, 1 + L]
         for i, layer in enumerate(self.pool_layers):
