@@ -12,6 +12,12 @@ Each head runs in its own process, so its peak memory is its own.
     python benchmarks/bench_heads.py --quick                # smoke run
     python benchmarks/bench_heads.py --max-len trailer      # trailer shapes
     python benchmarks/bench_heads.py --max-len frames=160,audio=144,faces=80 --heads crossattn
+    python benchmarks/bench_heads.py --heads crossattn published-pairwise@512   # NAME@WIDTH sets d_model
+
+Besides vemo's heads it times the two published classifiers that ``pairwise`` and ``joint`` follow
+(``published-pairwise``, ``published-joint``; see published_models.py), and prints the ratios:
+crossattn against the published emotion classifier at its published width (512), and each of
+pairwise / joint against its published original at the same width.
 """
 from __future__ import annotations
 
@@ -31,6 +37,50 @@ PRESETS = {"ekman": {"frames": 16, "audio": 16, "faces": 16},
            "trailer": {"frames": 160, "audio": 144, "faces": 80}}
 # share of videos that have the modality at all (as in the demo data; frames and audio always exist)
 PRESENCE = {"frames": 1.0, "audio": 1.0, "faces": 0.8, "speech": 0.7, "text": 0.6}
+PUBLISHED = ("published-pairwise", "published-joint")
+# the published emotion classifier's width (its released config: d_model 512, 4 heads, dropout 0.5)
+PUBLISHED_PAIRWISE_WIDTH = 512
+
+
+def comparisons(d_model: int) -> list[tuple[str, str]]:
+    """(vemo entry, published entry) pairs whose throughput ratio the benchmark prints: crossattn
+    against the published emotion classifier at its published width, and pairwise / joint against
+    their originals at the same width and structure (the trailer transformer had one layer)."""
+    w = PUBLISHED_PAIRWISE_WIDTH
+    pairs = [("crossattn", f"published-pairwise@{w}"),
+             (f"pairwise@{d_model}", f"published-pairwise@{d_model}"),
+             (f"joint@{d_model},depth=1", f"published-joint@{d_model}")]
+    if d_model != w:
+        pairs += [(f"pairwise@{w}", f"published-pairwise@{w}"), (f"joint@{w},depth=1", f"published-joint@{w}")]
+    return pairs
+
+
+def default_entries(d_model: int) -> list[str]:
+    """Every registered head at ``d_model``, then what the comparisons need."""
+    import vemo.fusion
+
+    entries = list(vemo.fusion.names())
+    for pair in comparisons(d_model):
+        known = {entry_key(e, d_model) for e in entries}
+        entries += [e for e in pair if entry_key(e, d_model) not in known]
+    return entries
+
+
+def parse_entry(text: str, d_model: int) -> tuple[str, int, dict]:
+    """'crossattn' -> ('crossattn', d_model, {}); 'joint@512,depth=1' -> ('joint', 512, {'depth': 1})."""
+    import yaml
+
+    head, *settings = text.split(",")
+    name, _, width = head.partition("@")
+    if (width and not width.isdigit()) or any("=" not in kv for kv in settings):
+        raise SystemExit(f"--heads {text}: expected NAME, NAME@WIDTH or NAME@WIDTH,key=value,...")
+    options = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in settings)}
+    return name, int(width) if width else d_model, options
+
+
+def entry_key(text: str, d_model: int) -> tuple:
+    name, width, options = parse_entry(text, d_model)
+    return name, width, tuple(sorted(options.items()))
 
 
 def parse_max_len(text: str) -> dict[str, int]:
@@ -51,7 +101,10 @@ def parse_max_len(text: str) -> dict[str, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--heads", nargs="+", default=None, help="fusion heads to time (default: vemo.fusion.names())")
+    p.add_argument("--heads", nargs="+", default=None,
+                   help="what to time: fusion heads and published-pairwise / published-joint, each optionally "
+                        "NAME@WIDTH (default: every registered head at --d-model, the published models at "
+                        "--d-model and at 512 with pairwise and joint at 512)")
     p.add_argument("--batch-size", type=int, default=32, help="(default 32)")
     p.add_argument("--d-model", type=int, default=128, help="VideoClassifier d_model (default 128)")
     p.add_argument("--max-len", type=parse_max_len, default="ekman",
@@ -128,12 +181,27 @@ def measure_head(args: argparse.Namespace) -> dict:
         cuda_base = torch.cuda.memory_allocated(device)
 
     torch.manual_seed(args.seed)
-    model = VideoClassifier(modality_dims=DIMS, classes=CLASSES, fusion={"name": args.head},
-                            d_model=args.d_model).to(device)
+    name, width, options = parse_entry(args.head, args.d_model)
+    if name in PUBLISHED:
+        from published_models import PublishedJoint, PublishedPairwise
+
+        if name == "published-pairwise":
+            model = PublishedPairwise(DIMS, len(CLASSES), d_model=width).to(device)
+        else:
+            lengths = {m: 1 if m in VECTOR else args.max_len[m] for m in DIMS}
+            model = PublishedJoint(DIMS, lengths, len(CLASSES), d_model=width).to(device)
+        model.loss = lambda logits, labels: torch.nn.functional.cross_entropy(logits, labels)
+        fusion_part = model  # "fusion params": the whole published model
+    else:
+        model = VideoClassifier(modality_dims=DIMS, classes=CLASSES, fusion={"name": name, **options},
+                                d_model=width).to(device)
+        fusion_part = model.fusion
     model.train()
     # VideoClassifier.configure_optimizers needs a Trainer (for the LR schedule's length); the same
-    # optimizer without the schedule costs the same per step
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    # optimizer without the schedule costs the same per step. The published models get the same
+    # (fused) AdamW, so the comparison is of the networks alone.
+    optimizer = (model.build_optimizer() if name not in PUBLISHED
+                 else torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=True))
 
     def train_step(batch) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -196,8 +264,8 @@ def measure_head(args: argparse.Namespace) -> dict:
 
     n_params = sum(p.numel() for p in model.parameters())
     return {
-        "head": args.head, "threads": torch.get_num_threads(), "params": n_params,
-        "fusion_params": sum(p.numel() for p in model.fusion.parameters()),
+        "head": args.head, "name": name, "width": width, "options": options, "threads": torch.get_num_threads(), "params": n_params,
+        "fusion_params": sum(p.numel() for p in fusion_part.parameters()),
         "rates": rates, "median": statistics.median(rates), "steps_timed": steps_timed,
         "infer_median": statistics.median(infer_rates) if infer_rates else None,
         "peak": peak, "peak_reset": peak_reset, "cuda": cuda, "rss_base": rss_base,
@@ -218,10 +286,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import vemo.fusion
 
-    heads = args.heads or vemo.fusion.names()
-    unknown = [h for h in heads if h not in vemo.fusion.names()]
+    heads = args.heads or default_entries(args.d_model)
+    unknown = [h for h in heads if parse_entry(h, args.d_model)[0] not in vemo.fusion.names() + list(PUBLISHED)]
+    unique: dict[tuple, str] = {}
+    for h in heads:  # 'crossattn' and 'crossattn@128' are the same run
+        unique.setdefault(entry_key(h, args.d_model), h)
+    heads = list(unique.values())
     if unknown:
-        sys.exit(f"unknown fusion head(s) {unknown}; registered: {', '.join(vemo.fusion.names())}")
+        sys.exit(f"unknown fusion head(s) {unknown}; registered: {', '.join(vemo.fusion.names())}; "
+                 f"published models: {', '.join(PUBLISHED)}")
     torch.set_num_threads(args.threads[0])
     print_header("vemo fusion heads: VideoClassifier train-step throughput", ", ".join(map(str, args.threads)))
     shape_text = ", ".join(f"{m} {1 if m in VECTOR else args.max_len[m]}x{d}" for m, d in sorted(DIMS.items()))
@@ -244,14 +317,15 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for r in results:
-        rows.append([r["head"], r["threads"], f"{r['params']:,}", f"{r['fusion_params']:,}", f"{r['median']:,.0f}",
+        opts = ",".join(f"{k}={v}" for k, v in r["options"].items())
+        rows.append([r["name"] + (f" ({opts})" if opts else ""), r["width"], r["threads"], f"{r['params']:,}", f"{r['fusion_params']:,}", f"{r['median']:,.0f}",
                      f"{min(r['rates']):,.0f} - {max(r['rates']):,.0f}", f"{len(r['rates'])}/{r['steps_timed']}",
                      f"{1000 * args.batch_size / r['median']:.1f}",
                      f"{r['infer_median']:,.0f}" if r["infer_median"] else "-",
                      mib(r["peak"]), mib(r["state_bytes"])])
     memory = "peak GPU MiB" if results and results[0]["cuda"] else "peak RSS MiB"
     print("Train-step throughput (samples/s; median and range over repeats)")
-    print_table(["head", "threads", "params", "fusion params", "train samples/s", "range", "repeats/steps", "ms/step", "infer samples/s",
+    print_table(["head", "d_model", "threads", "params", "fusion params", "train samples/s", "range", "repeats/steps", "ms/step", "infer samples/s",
                  memory, "param+grad+adam MiB"], rows)
     if results and not results[0]["cuda"]:
         reset_note = ("reset just before the model is built" if results[0]["peak_reset"]
@@ -260,8 +334,25 @@ def main(argv: list[str] | None = None) -> None:
               f"before the model was built (peak {reset_note}; base RSS {mib(results[0]['rss_base'])} MiB).")
     else:
         print("peak GPU MiB: torch.cuda.max_memory_allocated over model build and steps, minus what was allocated before.")
-    print("params: the whole VideoClassifier (projections, fusion head, classifier); fusion params: the head alone.\n"
+    print("params: the whole VideoClassifier (projections, fusion head, classifier); fusion params: the head alone\n"
+          "(for the published models, both are the whole model: their own encoders and decoder).\n"
           "infer samples/s: forward only, eval mode, inference_mode. param+grad+adam: 16 bytes per parameter.")
+    print_ratios(results, args.d_model)
+
+
+def print_ratios(results: list[dict], d_model: int) -> None:
+    """Train-step throughput ratios of the pairs the heads are judged by, measured in this run."""
+    rate = {(entry_key(r["head"], d_model), r["threads"]): r["median"] for r in results}
+    lines = []
+    for threads in sorted({r["threads"] for r in results}):
+        for ours, theirs in comparisons(d_model):
+            a, b = rate.get((entry_key(ours, d_model), threads)), rate.get((entry_key(theirs, d_model), threads))
+            if a and b:
+                lines.append(f"{ours} / {theirs}, {threads} thread(s): {a / b:.2f}x ({a:,.0f} vs {b:,.0f} samples/s)")
+    if lines:
+        print("\nRatios of train-step throughput (medians of this run):")
+        for line in lines:
+            print("  " + line)
 
 
 if __name__ == "__main__":

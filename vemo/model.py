@@ -180,16 +180,24 @@ class VideoClassifier(L.LightningModule):
             self.test_confusion.reset()
 
     # ---------------------------------------------------------------- optimization
-    def configure_optimizers(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW with weight decay on weight matrices only. Norms and biases are not shrunk towards
+        zero, nor what the fusion head names (its learned tokens). The fused implementation updates
+        all parameters in one kernel: the per-tensor loop of the default one costs a sixth of a
+        train step on CPU for heads with many small tensors."""
         decay, no_decay = [], []
-        # norms and biases are not shrunk towards zero, nor what the fusion head names (its learned tokens)
         keep = {f"fusion.{name}" for name in self.fusion.no_weight_decay()}
         for name, p in self.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or name in keep else decay).append(p)
         hp = self.hparams
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in decay + no_decay)
+        return torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
+                                  {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr, fused=fused)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = self.build_optimizer()
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(hp.warmup_frac * total)
 
