@@ -224,7 +224,8 @@ def test_pairwise_matches_one_attention_per_pair(vectors):
     assert got.shape == (4, (len(vectors) + len(seqs) * (len(seqs) - 1)) * D)
     h, d = 4, D
     pair_vectors = []
-    for k, (i, j) in enumerate(itertools.permutations(range(len(seqs)), 2)):
+    assert sorted(head.pairs) == list(itertools.permutations(range(len(seqs)), 2))
+    for k, (i, j) in enumerate(head.pairs):
         qi = head.qkv_proj[seqs[i]](tokens[seqs[i]]).chunk(3, -1)[0]
         _, kj, vj = head.qkv_proj[seqs[j]](tokens[seqs[j]]).chunk(3, -1)
         # a modality's pair projections hold one slot per pair it takes part in, in pair order

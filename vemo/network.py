@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 import vemo.fusion
@@ -73,9 +74,19 @@ def fused_logits(net: nn.Module, modalities: Sequence[str], features: dict[str, 
     missing = [m for m in modalities if m not in features]
     if missing:
         raise KeyError(f"batch lacks modalities {missing}; the model was trained on {list(modalities)}")
-    standardized = net.normalizer({m: features[m] for m in modalities}, {m: masks[m] for m in modalities})
-    tokens = {m: net.proj[m](standardized[m]) for m in modalities}
+    tokens = {m: standardized_projection(net, m, features[m]) for m in modalities}
     return net.classifier(net.fusion(tokens, {m: masks[m] for m in modalities}))
+
+
+def standardized_projection(net: nn.Module, modality: str, x: Tensor) -> Tensor:
+    """``proj[m](normalizer(x))`` for the real tokens, with (x - mean) / std folded into the
+    projection's first Linear: W (x - mean) / std + b = (W / std) x + (b - (W / std) mean). No
+    standardized copy of the raw features is made (the widest tensors of a step). Padded tokens
+    come out as some fixed vector instead of the projection of zeros; every head ignores them."""
+    linear, rest = net.proj[modality][0], net.proj[modality][1:]
+    mean, std = getattr(net.normalizer, f"{modality}_mean"), getattr(net.normalizer, f"{modality}_std")
+    weight = linear.weight / std
+    return rest(F.linear(x, weight, linear.bias - weight @ mean))
 
 
 class FusionNetwork(nn.Module):

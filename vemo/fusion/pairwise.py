@@ -48,7 +48,9 @@ class PairwiseCrossAttentionFusion(FusionHead):
             self.vectors, self.sequences = sorted(self.vectors + self.sequences), []
         self.num_heads = num_heads
         s = len(self.sequences)
-        self.pairs = list(permutations(range(s), 2))  # (query modality, key modality)
+        # (query modality, key modality), ordered by key: the keys and values of all pairs are then
+        # one concatenation, and only the queries need reordering
+        self.pairs = sorted(permutations(range(s), 2), key=lambda pair: (pair[1], pair[0]))
         p = len(self.pairs)
         # the original's per-modality query/key/value projections, one fused matmul per modality
         self.qkv_proj = nn.ModuleDict({m: nn.Linear(d_model, 3 * d_model) for m in self.sequences})
@@ -65,10 +67,10 @@ class PairwiseCrossAttentionFusion(FusionHead):
         self.dropout = nn.Dropout(dropout)
         self.attn_dropout = dropout
         self.out_dim = d_model * (len(self.vectors) + p)
-        # pairs are ordered by query modality; the key-side outputs come ordered by key modality
-        key_major = [pair for j in range(s) for pair in self.pairs if pair[1] == j]
-        self.register_buffer("_key_order", torch.tensor([key_major.index(pair) for pair in self.pairs],
-                                                        dtype=torch.long), persistent=False)
+        # the query-side outputs come grouped by query modality: where each pair's queries are
+        query_major = [pair for i in range(s) for pair in self.pairs if pair[0] == i]
+        self.register_buffer("_query_order", torch.tensor([query_major.index(pair) for pair in self.pairs],
+                                                          dtype=torch.long), persistent=False)
 
     def no_weight_decay(self) -> set[str]:
         return {"missing"}
@@ -100,11 +102,10 @@ class PairwiseCrossAttentionFusion(FusionHead):
             qs.append(per_pair(self.pair_q[m](qi)))
             ks.append(per_pair(self.pair_k[m](ki)))
             vs.append(per_pair(self.pair_v[m](vi)))
-        q = torch.cat(qs, dim=1)                                         # [B, P, t, d], pair order
-        k = torch.cat(ks, dim=1).index_select(1, self._key_order)
-        v = torch.cat(vs, dim=1).index_select(1, self._key_order)
-        q_mask = torch.cat([padded(mask) for _, mask in seqs], dim=1)
-        k_mask = torch.cat([padded(mask) for _, mask in seqs], dim=1).index_select(1, self._key_order)
+        q = torch.cat(qs, dim=1).index_select(1, self._query_order)     # [B, P, t, d], pair order
+        k, v = torch.cat(ks, dim=1), torch.cat(vs, dim=1)
+        k_mask = torch.cat([padded(mask) for _, mask in seqs], dim=1)
+        q_mask = k_mask.index_select(1, self._query_order)
         has_key = k_mask.any(-1)                                        # [B, P]
         allowed = (k_mask | ~has_key.unsqueeze(-1)).view(b, p, 1, 1, t)  # keyless rows: any key, zeroed below
         h = self.num_heads
