@@ -286,13 +286,25 @@ def test_checkpoints_from_before_the_classifier_rename_still_load(baseline, tmp_
         assert torch.equal(value, then.state_dict()[key]), key
 
 
+@pytest.mark.parametrize("head", ["pairwise", "joint"])
+def test_the_published_heads_learn_on_the_demo_data(head, tmp_path, demo_cache):
+    """The two heads modelled on published classifiers train through vemo.train like the others."""
+    small_run = [o for o in SMALL_RUN if not o.startswith("fusion")]  # gated's options
+    metrics = train(load_config(train_overrides(tmp_path / "run", demo_cache, *small_run, f"fusion={head}",
+                                                logger="csv")))
+    assert metrics["test/acc"] > 0.30, metrics  # chance is 1/6
+    curves = epoch_curves(tmp_path / "run")
+    assert curves[("train/loss", EPOCHS - 1)] < curves[("train/loss", 0)] - 0.1
+    assert f"name: {head}" in (tmp_path / "run" / "config.yaml").read_text()
+
+
 # ---------------------------------------------------------------- errors before any training
 def test_unknown_fusion_fails_before_anything_is_done(tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(UnknownNameError) as err:
         run(tmp_path / "run", cache, "fusion.name=nope")
     assert "nope" in str(err.value)
-    for name in ("concat_mlp", "crossattn", "gated"):
+    for name in ("concat_mlp", "crossattn", "gated", "joint", "pairwise"):
         assert name in str(err.value)
     assert not (tmp_path / "run").exists() and not cache.exists()  # no run folder, no demo generated
 
