@@ -54,8 +54,11 @@ SHARD_SIZE = 512  # videos per shard, as a merged extraction writes them
 VAL_VIDEOS = 32
 COMPLETE = "complete.json"  # written last: the store, labels and splits are whole
 IN_PROGRESS = "generating.json"  # written first: a folder holding it without COMPLETE is a killed generation
+MOVIENET_VIDEOS = 26000
+EPOCH_GROWTH_LIMIT = 25  # MiB per 1,000 steps above which anonymous memory counts as growing during an epoch
 SAMPLE_S = 0.2
-PSS_EVERY = 25  # samples between two readings of Pss_Anon (every 5 s)
+# samples between two readings of Pss_Anon: every second with cores to spare, else every 5 s
+PSS_EVERY = 5 if machine_cores() >= 8 else 25
 PROGRESS_PREFIX = "[scale] "
 
 
@@ -80,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated stores and of training (default 0)")
     p.add_argument("--child-env", nargs="+", default=[], metavar="KEY=VALUE",
                    help="environment variables for the training processes, e.g. MALLOC_MMAP_THRESHOLD_=131072")
+    p.add_argument("--train-args", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="more overrides for python -m vemo.train, e.g. trainer.gradient_clip_val=null")
     p.add_argument("--keep-runs", action="store_true", help="keep the run folders (under --root/runs)")
     p.add_argument("--quick", action="store_true", help="smoke run: 640 vs 64 videos")
     p.add_argument("--metadata", type=Path, help=argparse.SUPPRESS)  # internal: index + labels memory of one store
@@ -394,6 +399,11 @@ class TreeWatcher(threading.Thread):
         later = [s for s in self.samples if s["t"] >= t and s.get(key) is not None]
         return later[0][key] if later else None
 
+    def before(self, key: str, t: float) -> int | None:
+        """The last sample at or before ``t``."""
+        earlier = [s for s in self.samples if s["t"] <= t and s.get(key) is not None]
+        return earlier[-1][key] if earlier else None
+
 
 # ---------------------------------------------------------------- one training run
 def train_command(args: argparse.Namespace, folder: Path, head: str, run_dir: Path, timer_out: Path) -> list[str]:
@@ -407,10 +417,10 @@ def train_command(args: argparse.Namespace, folder: Path, head: str, run_dir: Pa
            "~callbacks.progress_bar", "+trainer.enable_progress_bar=false",
            "+callbacks.step_timer._target_=bench_scale.step_timer", f"+callbacks.step_timer.out={timer_out}"]
     if args.device == "cuda":
-        cmd.append("data.pin_memory=true")
+        cmd.append("+data.pin_memory=true")  # not in configs/data/store.yaml; FeatureDataModule takes it
     if args.max_steps:
         cmd.append(f"+trainer.max_steps={args.max_steps}")
-    return cmd
+    return cmd + list(args.train_args)
 
 
 def run_training(args: argparse.Namespace, folder: Path, head: str, label: str) -> dict[str, Any]:
@@ -459,7 +469,7 @@ def run_training(args: argparse.Namespace, folder: Path, head: str, label: str) 
         "peak_main_shmem": w.peak("main_shmem"), "main_hwm": w.peak("main_hwm"),
         # anonymous memory when training starts (setup done) and at the end of the epoch's steps
         "main_anon_train_start": w.at("main_anon", times["epoch_start"]),
-        "main_anon_train_end": w.peak("main_anon", ends[-1] - 1.0, ends[-1] + 1.0),
+        "main_anon_train_end": w.before("main_anon", ends[-1]),
         "peak_main_anon_setup": w.peak("main_anon", end=times["epoch_start"]),
         "peak_main_anon_train": w.peak("main_anon", times["epoch_start"], ends[-1]),
         "run_dir": str(run_dir),
@@ -467,7 +477,7 @@ def run_training(args: argparse.Namespace, folder: Path, head: str, label: str) 
     # growth while the epoch runs: from a tenth of the way in (past the first steps' allocations) to the end
     first = max(args.warmup_steps, len(ends) // 10)
     if len(ends) - first >= 20:
-        a, b = w.at("main_anon", ends[first]), w.peak("main_anon", ends[-1] - 1.0, ends[-1] + 1.0)
+        a, b = w.at("main_anon", ends[first]), w.before("main_anon", ends[-1])
         if a is not None and b is not None:
             result["epoch_growth"] = (b - a, len(ends) - 1 - first)
     log(f"{PROGRESS_PREFIX}{label} {head}: {result['samples']:,} samples in {train_s:.0f}s "
@@ -535,7 +545,8 @@ def main(argv: list[str] | None = None) -> int | None:
     print(f"training: python -m vemo.train, one epoch, fusion heads {', '.join(heads)}, batch {args.batch_size}, "
           f"data.max_len {CAPS}, {args.num_workers} DataLoader worker(s), {args.threads} torch thread(s), "
           f"device {args.device}" + (f", at most {args.max_steps} steps" if args.max_steps else "")
-          + (f", environment {' '.join(args.child_env)}" if args.child_env else ""))
+          + (f", environment {' '.join(args.child_env)}" if args.child_env else "")
+          + (f", overrides {' '.join(args.train_args)}" if args.train_args else ""))
     print(f"memory: /proc/<pid>/status of the training process and its workers every {SAMPLE_S:g}s")
     print(flush=True)
 
@@ -588,6 +599,16 @@ def report(args, stores, results, metadata) -> None:
                             f"({(b - a) / 2**20:+,.0f} MiB, x{b / a:.3f}) for {large['videos'] / small['videos']:.0f}x "
                             "the videos: " + ("GROWS with the store (more than 10%)" if grows
                                               else "does not grow with the store (within 10%)"))
+        if large.get("epoch_growth"):
+            # a store pair small enough for a slow machine can hide a per-step growth that a full epoch shows
+            grew, steps = large["epoch_growth"]
+            per_1000 = grew / 2**20 / steps * 1000
+            movienet_steps = -(-(MOVIENET_VIDEOS - VAL_VIDEOS) // args.batch_size)
+            verdicts.append(f"{head}: anonymous memory of the training process during the large store's epoch: "
+                            f"{per_1000:+,.0f} MiB per 1,000 steps, "
+                            + (f"GROWS with the steps of an epoch: ~{per_1000 * movienet_steps / 1000:+,.0f} MiB by the "
+                               f"end of one epoch of {MOVIENET_VIDEOS:,} videos ({movienet_steps:,} steps)"
+                               if per_1000 > EPOCH_GROWTH_LIMIT else "flat"))
     print(f"Anonymous memory, large store ({stores[1][1]['videos']:,} videos) over small ({stores[0][1]['videos']:,})")
     print_table(["head", "process", "small MiB", "large MiB", "large/small", "delta MiB"], rows)
     for v in verdicts:
@@ -616,7 +637,7 @@ def report(args, stores, results, metadata) -> None:
           "normalization statistics (both read the whole store once), model build.\n"
           "anon: RssAnon, private memory (RSS minus file-backed and shared pages), sampled every 0.2 s; main is the\n"
           "training process, tree adds its DataLoader workers (pages a forked worker still shares copy-on-write with\n"
-          "its parent count in both; PSS anon tree counts them once, sampled every 5 s). RSS main: VmRSS, which\n"
+          f"its parent count in both; PSS anon tree counts them once, sampled every {PSS_EVERY * SAMPLE_S:g} s). RSS main: VmRSS, which\n"
           "includes the store's file pages; VmHWM main: the kernel's peak of it. file main: RssFile, mostly the\n"
           "store's pages in the page cache, which the kernel can drop and re-read; it grows with the store by design.")
     if args.max_steps:
