@@ -1,4 +1,4 @@
-"""Atomic JSON files shared by every stage (store index, run metrics, sweep records)."""
+"""Atomic file writes and JSON files shared by every stage (store index, run metrics, sweep records, labels)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,24 +11,28 @@ from typing import Any
 from vemo.errors import DataError
 
 
-def atomic_write_json(path: str | Path, data: Any, default: Any = None) -> None:
-    """Write JSON to a temp file in the same folder, fsync it, then rename over ``path``.
-
-    A reader sees the old file or the new one, never half of one. ``default`` converts values JSON
-    cannot hold (``str`` for records that may carry paths or dates).
-    """
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync it, then rename over ``path``: a reader sees
+    the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False, default=default)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: str | Path, data: Any, default: Any = None) -> None:
+    """Write JSON atomically (``atomic_write_bytes``). ``default`` converts values JSON cannot hold
+    (``str`` for records that may carry paths or dates)."""
+    text = json.dumps(data, indent=1, ensure_ascii=False, default=default)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_json(path: str | Path, what: str = "file", error: type[Exception] = DataError) -> Any:

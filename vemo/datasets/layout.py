@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,6 +18,7 @@ from vemo.data.labels import MULTI_SEPARATOR
 from vemo.data.splits import SPLITS
 from vemo.datasets.problems import Skipped
 from vemo.errors import DataError
+from vemo.io import atomic_write_bytes
 
 SKIPPED_HEADER = ["split", "source", "line", "id", "reason", "detail"]
 
@@ -32,17 +31,7 @@ def write_if_changed(path: Path, text: str) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return True
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from vemo.errors import DataError
+from vemo.io import atomic_write_bytes
 from vemo.store.importers.features import to_matrix
 from vemo.store.importers.vemoclap import feature_dict
 from vemo.store.importers.writing import SourceVideo
@@ -121,9 +120,5 @@ def _write_once(path: Path, text: str) -> Path:
             return path
         raise DataError(f"{path} already exists with other content; remove it or choose another "
                         "folder with labels=DIR")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
