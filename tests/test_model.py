@@ -128,3 +128,32 @@ def test_crossattn_checkpoints_of_the_per_modality_layout_still_load():
     new = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn"}, d_model=16, classifier_hidden=16)
     fresh = {"hyper_parameters": {**dict(new.hparams), "fusion": {"name": "crossattn"}}, "state_dict": new.state_dict()}
     assert FusionNetwork.from_checkpoint(fresh).fusion.per_modality_blocks is False
+
+
+def test_optimizer_is_fused_on_cpu_but_not_under_mixed_precision():
+    """Lightning refuses gradient clipping under mixed precision for an optimizer that unscales
+    gradients itself (fused AdamW): such runs get the default implementation."""
+    import lightning as L
+
+    clf = model()
+    assert clf.build_optimizer().defaults["fused"] is True
+    clf.trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+    assert not clf.build_optimizer().defaults["fused"]
+
+
+def test_training_map_keeps_a_fixed_size_state():
+    """The training split's mAP is binned (its state does not grow with the epoch); validation and
+    test keep the exact one."""
+    clf = model(multilabel=True)
+    train_ap = clf.metrics["train_metrics"]["map_macro"]
+    val_ap = clf.metrics["val_metrics"]["map_macro"]
+    b = batch(multilabel=True, size=6)
+    state_size = train_ap.confmat.numel()
+    for _ in range(3):
+        probs = torch.rand(6, len(CLASSES))
+        train_ap.update(probs, b["labels"].long())
+        val_ap.update(probs, b["labels"].long())
+    assert train_ap.thresholds is not None and val_ap.thresholds is None
+    assert train_ap.confmat.numel() == state_size  # counts per threshold, however many steps
+    assert len(val_ap.preds) == 3                   # the exact state keeps every step

@@ -18,7 +18,14 @@ def metric_names(multilabel: bool) -> tuple[str, ...]:
     return MULTI_LABEL_METRICS if multilabel else SINGLE_LABEL_METRICS
 
 
-def scalar_metrics(num_classes: int, multilabel: bool) -> MetricCollection:
+# Training-split mAP is computed over this many fixed thresholds: the exact one keeps every step's
+# predictions for the whole epoch, memory that grows with the dataset (and fragments the heap on CPU).
+TRAIN_AP_THRESHOLDS = 200
+
+
+def scalar_metrics(num_classes: int, multilabel: bool, exact: bool = True) -> MetricCollection:
+    """The split's scalar metrics. ``exact=False`` (the training split) bins average precision over
+    ``TRAIN_AP_THRESHOLDS`` thresholds, so its state has a fixed size however long the epoch."""
     from torchmetrics import MetricCollection
     from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, MultilabelAveragePrecision,
                                              MultilabelF1Score, MultilabelPrecision, MultilabelRecall)
@@ -27,8 +34,9 @@ def scalar_metrics(num_classes: int, multilabel: bool) -> MetricCollection:
         metrics = (MulticlassAccuracy(num_classes, average="micro"), MulticlassAccuracy(num_classes, average="macro"),
                    MulticlassF1Score(num_classes, average="macro"))
     else:
-        metrics = (MultilabelAveragePrecision(num_classes, average="macro"),
-                   MultilabelAveragePrecision(num_classes, average="micro"),
+        thresholds = None if exact else TRAIN_AP_THRESHOLDS
+        metrics = (MultilabelAveragePrecision(num_classes, average="macro", thresholds=thresholds),
+                   MultilabelAveragePrecision(num_classes, average="micro", thresholds=thresholds),
                    MultilabelF1Score(num_classes, average="macro", threshold=0.5),
                    MultilabelF1Score(num_classes, average="micro", threshold=0.5),
                    MultilabelPrecision(num_classes, average="micro", threshold=0.5),

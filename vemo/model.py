@@ -74,8 +74,8 @@ class VideoClassifier(L.LightningModule):
             setattr(self, part_name, part)
         self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix
-        self.metrics = nn.ModuleDict({f"{s}_metrics": scalar_metrics(num_classes, multilabel).clone(prefix=f"{s}/")
-                                      for s in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{s}_metrics": scalar_metrics(num_classes, multilabel, exact=s != "train")
+                                      .clone(prefix=f"{s}/") for s in ("train", "val", "test")})
         # evaluation loss and video counts as metrics: exact under DDP, where ranks hold different counts
         self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
         self.eval_videos = nn.ModuleDict({s: SumMetric() for s in ("val", "test")})
@@ -182,16 +182,20 @@ class VideoClassifier(L.LightningModule):
     # ---------------------------------------------------------------- optimization
     def build_optimizer(self) -> torch.optim.Optimizer:
         """AdamW with weight decay on weight matrices only. Norms and biases are not shrunk towards
-        zero, nor what the fusion head names (its learned tokens). The fused implementation updates
-        all parameters in one kernel: the per-tensor loop of the default one costs a sixth of a
-        train step on CPU for heads with many small tensors."""
+        zero, nor what the fusion head names (its learned tokens). On CPU the fused implementation
+        updates all parameters in one kernel: the default per-tensor loop costs a sixth of a train
+        step for heads with many small tensors."""
         decay, no_decay = [], []
         keep = {f"fusion.{name}" for name in self.fusion.no_weight_decay()}
         for name, p in self.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or name in keep else decay).append(p)
         hp = self.hparams
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in decay + no_decay)
+        # fused on CPU only: on GPUs the default (foreach) is already fast, and Lightning refuses to
+        # clip gradients under mixed precision for an optimizer that unscales them itself
+        trainer = getattr(self, "_trainer", None)
+        mixed = trainer is not None and "mixed" in str(trainer.precision)
+        fused = not mixed and all(p.device.type == "cpu" and p.dtype.is_floating_point for p in decay + no_decay)
         return torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
                                   {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr, fused=fused)
 
