@@ -325,6 +325,14 @@ def test_normalization_stats_come_from_the_train_split_only(dm_store):
     np.testing.assert_allclose(standardized.numpy(), (raw - mean) / std, rtol=1e-6, atol=1e-6)
     padded = ~batch["masks"]["frames"]
     assert (model.normalizer(batch["features"], batch["masks"])["frames"][padded] == 0).all()
+    # the forward pass folds the statistics into the projection: the same tokens, no standardized copy
+    from vemo.network import standardized_projection
+
+    model.eval()
+    folded = standardized_projection(model, "frames", batch["features"]["frames"])
+    explicit = model.proj["frames"](model.normalizer(batch["features"], batch["masks"])["frames"])
+    real = batch["masks"]["frames"]
+    torch.testing.assert_close(folded[real], explicit[real], rtol=1e-5, atol=1e-5)
 
 
 def test_max_len_eval_takes_equidistant_tokens_in_order(dm_store):
