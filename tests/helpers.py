@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -77,3 +78,21 @@ def train_overrides(run_dir: Path, cache_dir: Path, *extra: str, logger: str | N
     return [f"run_dir={run_dir}", f"paths.cache_dir={cache_dir}", "trainer.accelerator=cpu",
             "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
             "callbacks.progress_bar=null", *([f"logger={logger}"] if logger else []), *extra]
+
+
+FORCED_WARNINGS = Path(__file__).parent / "forced_warnings"
+FORCED_MARK = "forced by the test"
+
+
+def with_forced_warnings(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a subprocess into which a warning and a log line are forced (at logging set-up and
+    at exit; see forced_warnings/sitecustomize.py): its stdout must still be its document alone."""
+    paths = [str(FORCED_WARNINGS), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def assert_warnings_were_forced(stderr: str) -> None:
+    """Both forced warnings and both forced log lines reached stderr (so the test really forced them)."""
+    for line in ("a warning forced by the test after logging was configured", "a warning forced by the test at exit",
+                 "a log line forced by the test after logging was configured", "a log line forced by the test at exit"):
+        assert line in stderr, f"{line!r} not on stderr:\n{stderr[-2000:]}"

@@ -146,6 +146,11 @@ def test_other_settings_are_refused_instead_of_mixed(videos, tmp_path):
     run_extraction(_cfg(videos / "calm", tmp_path / "store"))
     with pytest.raises(Exception, match="made differently"):
         run_extraction(_cfg(videos / "calm", tmp_path / "store", num_frames=8))
+    other_runtime = _cfg(videos / "calm", tmp_path / "store")
+    other_runtime["extract"]["extractors"]["frames"]["runtime"] = "torch"
+    with pytest.raises(Exception, match="made differently.*runtime"):
+        run_extraction(other_runtime)
+    assert len(FeatureStore(tmp_path / "store")) == 6  # the store is as it was
 
 
 def test_unknown_extractor_and_modality_are_named(videos, tmp_path):
@@ -216,6 +221,9 @@ def test_command_end_to_end_then_train_on_the_store(videos, tmp_path, subprocess
                      f"store: {out}", "python -m vemo.train data=store"):
         assert expected in proc.stdout
     assert (tmp_path / "data" / "labels.csv").read_text().count("calm/") == 6
+    # the runtime each modality really ran on, in the manifest (onnx on a CPU after the README's set-up)
+    assert {m: s.extractor["runtime"] for m, s in FeatureStore(out).modalities.items()} == {
+        "frames": "onnx", "audio": "onnxruntime"}
     strict = subprocess.run(_extract_cmd(videos, out, "strict=true"), env=subprocess_env,
                             capture_output=True, text=True, timeout=300)
     assert strict.returncode == 1  # the store still holds failed videos of this input

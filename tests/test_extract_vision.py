@@ -112,11 +112,38 @@ def test_mobilenet_features_feed_the_imagenet_classifier(astronaut):
 
 def test_mobilenet_onnx_and_torch_runtimes_agree():
     frames = video(smooth_frames(2, 64, 96, seed=3))
-    onnx = create("mobilenet_v2", runtime="onnx").extract([frames])[0].features
-    torch_features = create("mobilenet_v2", runtime="torch").extract([frames])[0].features
-    np.testing.assert_allclose(onnx, torch_features, atol=1e-4)
-    with pytest.raises(Exception, match="runtime"):
+    onnx = create("mobilenet_v2", runtime="onnx")
+    torch_runtime = create("mobilenet_v2", runtime="torch")
+    np.testing.assert_allclose(onnx.extract([frames])[0].features, torch_runtime.extract([frames])[0].features,
+                               atol=1e-4)
+    assert onnx._session is not None and torch_runtime._session is None  # each really ran its runtime
+    with pytest.raises(Exception, match="runtime must be one of auto, onnx, torch, got 'tf'"):
         create("mobilenet_v2", runtime="tf")
+
+
+def test_the_runtime_used_is_recorded_and_a_missing_one_fails_at_load(monkeypatch):
+    from vemo.errors import MissingPackageError
+
+    assert create("mobilenet_v2").spec().extractor["runtime"] == "onnx"  # auto on a CPU
+    assert create("mobilenet_v2", runtime="torch").spec().extractor["runtime"] == "torch"
+    assert create("mobilenet_v2", device="cuda").runtime_used() == "torch"  # auto on a GPU
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now fails, as when it is not installed
+    for extractor in (create("mobilenet_v2"), create("mobilenet_v2", runtime="onnx")):
+        with pytest.raises(MissingPackageError, match=r"^extractor mobilenet_v2 \(frames\) runs on onnx here, "
+                           r"which needs onnx: pip install onnx \(or choose extract.extractors.frames.runtime=torch"):
+            extractor.ensure_loaded()
+    asked = create("mobilenet_v2", fallback="torch")  # the fallback a user asks for
+    asked.ensure_loaded()
+    assert asked._session is None and asked.spec().extractor["runtime"] == "torch"
+
+
+def test_a_missing_package_of_any_extractor_is_named_at_load(monkeypatch):
+    from vemo.errors import MissingPackageError
+
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(MissingPackageError, match=r"^extractor retinaface_fer \(faces, runtime onnxruntime "
+                       r"\(detector\) \+ torch \(expression\)\) needs h5py, which is not installed: pip install h5py$"):
+        create("retinaface_fer").ensure_loaded()
 
 
 def test_resize_center_crop_keeps_the_centre():

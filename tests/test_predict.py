@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import train_overrides
+from tests.helpers import assert_warnings_were_forced, train_overrides, with_forced_warnings
 from tests.media import write_video
 from vemo.config import load_config
 from vemo.data import DemoDataModule
@@ -239,6 +239,10 @@ def test_other_extractor_settings_are_refused_naming_modality_and_setting(video_
     with pytest.raises(PredictError) as err:
         predictor.check_feature_specs(manifest["modalities"])
     assert "frames: image_size is 224 in the checkpoint but 192" in str(err.value)
+    manifest = json.loads((root / "store" / "manifest.json").read_text())
+    manifest["modalities"]["frames"]["extractor"]["runtime"] = "torch"  # features of the other runtime
+    with pytest.raises(PredictError, match="frames: runtime is 'onnx' in the checkpoint but 'torch'"):
+        predictor.check_feature_specs(manifest["modalities"])
     predictor.check_feature_specs(json.loads((root / "store" / "manifest.json").read_text())["modalities"])
 
     # extractors are rebuilt with the options the checkpoint records; only what they cannot change is refused
@@ -323,9 +327,10 @@ def test_predict_command_json_for_one_video(video_model, subprocess_env, tmp_pat
     run_dir, root = video_model
     _, clip = demo_clip(root, "val")
     proc = run_predict([str(clip), f"checkpoint={run_dir}", "format=json", f"out={tmp_path / 'o'}"],
-                       subprocess_env, tmp_path)
+                       with_forced_warnings(subprocess_env), tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads(proc.stdout)  # nothing but the JSON document on stdout
+    assert_warnings_were_forced(proc.stderr)  # logs and warnings go to stderr ...
+    doc = json.loads(proc.stdout)  # ... and stdout holds the JSON document alone
     assert doc["ok"] and sum(doc["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert doc["top"] == max(doc["probabilities"], key=doc["probabilities"].get)
     assert set(doc["modalities"]) == {"audio", "frames", "ocr", "speech"}

@@ -4,8 +4,12 @@ direction (a minimized study reports its minimum), trials without test metrics, 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -13,6 +17,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from tests.helpers import assert_warnings_were_forced, with_forced_warnings
 from vemo.report import is_fraction, leave_one_out, main, summarize, write_report
 from vemo.studies import RECORD_ATTR, TrialRecord, write_record
 
@@ -134,6 +139,21 @@ def test_report_from_trial_records(tmp_path, capsys):
     # another metric on request
     assert main([str(sweep_dir), "--metric", "test/f1_macro"]) == 0
     assert "test/f1_macro" in (sweep_dir / "report.csv").read_text().splitlines()[0]
+
+
+def test_report_csv_on_stdout_is_the_document_alone(tmp_path):
+    """``--format csv`` prints report.csv and nothing else on stdout, even with a warning and a log
+    line forced into the command."""
+    sweep_dir = tmp_path / "sweep"
+    write_trial_records(sweep_dir)
+    proc = subprocess.run([sys.executable, "-m", "vemo.report", str(sweep_dir), "--format", "csv"],
+                          capture_output=True, text=True, env=with_forced_warnings(os.environ), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert_warnings_were_forced(proc.stderr)
+    assert proc.stdout == (sweep_dir / "report.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert len(rows) == 6 and {r["head"] for r in rows} == {"gated", "concat_mlp"}
+    assert f"report: {sweep_dir / 'report.md'}" in proc.stderr
 
 
 def test_report_of_an_hparams_study(tmp_path):

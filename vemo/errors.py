@@ -39,3 +39,8 @@ class TrainingError(VemoError, FloatingPointError):
 class PredictError(VemoError, ValueError):
     """A checkpoint cannot predict on this input (e.g. its features were made another way); the
     message says which modality and setting differ."""
+
+
+class MissingPackageError(VemoError, ImportError):
+    """A Python package that a chosen extractor or runtime needs is not installed; the message names
+    the package to install (and the option that avoids it, where there is one)."""

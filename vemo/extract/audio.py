@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, weights_sha256
+from vemo.extract.base import ONNXRUNTIME, TRANSFORMERS, DecodedVideo, Extracted, Extractor, weights_sha256
 
 SAMPLE_RATE = 16000
 MIN_SECONDS = 0.1        # shorter than this is no usable audio at all
@@ -188,6 +188,8 @@ class YamnetAudio(WindowedAudio):
     """
 
     name = "yamnet"
+    runtime = "onnxruntime"
+    packages = ONNXRUNTIME
 
     MODEL = "yamnet"  # packaged model name in vemo.models
     EMBEDDING = "/model/Reshape_output_0_qdq"
@@ -257,6 +259,7 @@ class AstAudio(WindowedAudio):
     """
 
     name = "ast"
+    packages = TRANSFORMERS
 
     def __init__(self, model: str = "MIT/ast-finetuned-audioset-10-10-0.4593", num_windows: int = 16,
                  window_seconds: float = 3.0, top_k: int = 5, device: str = "cpu", batch_size: int = 16):

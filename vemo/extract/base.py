@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from vemo.errors import MissingPackageError
 from vemo.io import file_sha256
 from vemo.store import ModalitySpec
 
@@ -78,6 +79,11 @@ class Extractor:
     sample_rate: ClassVar[int | None] = None  # audio rate this extractor reads, None for no audio
 
     dim: int                             # set in __init__ (may depend on options)
+    # what runs the model ("onnxruntime", "torch", "ctranslate2"); recorded in the manifest, so
+    # features of two runtimes are never mixed in a store or fed to a model trained on the other
+    runtime: ClassVar[str] = "torch"
+    # import name -> the pip package that provides it: what loading needs installed
+    packages: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, device: str = "cpu", batch_size: int = 64):
         self.device = device
@@ -91,7 +97,25 @@ class Extractor:
 
     def spec(self) -> ModalitySpec:
         return ModalitySpec(dim=int(self.dim), kind=self.kind, dtype="float16",
-                            extractor={"name": type(self).registered_name(), **self.settings()})
+                            extractor={"name": type(self).registered_name(), "runtime": self.runtime_used(),
+                                       **self.settings()})
+
+    def runtime_used(self) -> str:
+        """The runtime this extractor runs its model on, as recorded in the manifest."""
+        return self.runtime
+
+    def required_packages(self) -> dict[str, str]:
+        """Import name -> pip package, for everything ``load`` will import."""
+        return dict(self.packages)
+
+    def check_packages(self) -> None:
+        """Raise one clear ``MissingPackageError`` when a package ``load`` needs is not installed."""
+        missing = missing_packages(self.required_packages())
+        if missing:
+            raise MissingPackageError(
+                f"extractor {type(self).registered_name()} ({self.modality}, runtime {self.runtime_used()}) "
+                f"needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
+                f"pip install {' '.join(missing)}")
 
     @classmethod
     def registered_name(cls) -> str:
@@ -104,6 +128,7 @@ class Extractor:
 
     def ensure_loaded(self) -> None:
         if not self._loaded:
+            self.check_packages()
             self.load()
             self._loaded = True
             self.warm_up()
@@ -135,6 +160,28 @@ class Extractor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings()})"
+
+
+def missing_packages(modules: Mapping[str, str]) -> list[str]:
+    """The pip packages (sorted, once each) of ``modules`` (import name -> package) that cannot be
+    imported here. Only looks the modules up: nothing is imported."""
+    from importlib.util import find_spec
+
+    missing = set()
+    for module, package in modules.items():
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken parent package, or a module without a spec
+            found = False
+        if not found:
+            missing.add(package)
+    return sorted(missing)
+
+
+# what every torch-based extractor imports to read frames
+TORCH_VISION = {"torch": "torch", "cv2": "opencv-python-headless"}
+TRANSFORMERS = {"torch": "torch", "transformers": "transformers"}
+ONNXRUNTIME = {"onnxruntime": "onnxruntime"}
 
 
 def weights_sha256(model: str | Path, *, hub_cache: bool = False) -> str | None:

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import (DecodedVideo, Extracted, Extractor, evenly_spaced, no_frames_reason,
-                               weights_sha256)
+from vemo.extract.base import (TRANSFORMERS, DecodedVideo, Extracted, Extractor, evenly_spaced,
+                               no_frames_reason, weights_sha256)
 from vemo.extract.text import load_text_encoder, unique_texts
 
 
@@ -25,6 +25,7 @@ class HfCaption(Extractor):
     on ``num_frames`` key frames -> captions -> one vector."""
 
     name = "hf_caption"
+    packages = TRANSFORMERS
     modality = "caption"
     kind = "vector"
 

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.extract.base import (DecodedVideo, Extracted, Extractor, frames_of, no_frames_reason,
-                               weights_sha256)
+from vemo.extract.base import (ONNXRUNTIME, TORCH_VISION, TRANSFORMERS, DecodedVideo, Extracted, Extractor,
+                               frames_of, no_frames_reason, weights_sha256)
 
 RETINAFACE_FILE = "retinaface.onnx"
 FER_FILE = "emotion_model.hdf5"
@@ -267,6 +267,8 @@ class RetinaFaceFer(_FaceExtractor):
     """RetinaFace + FER-2013 mini-XCEPTION: 135-d tokens (128 pooled features + 7 probabilities)."""
 
     name = "retinaface_fer"
+    runtime = "onnxruntime (detector) + torch (expression)"
+    packages = {**ONNXRUNTIME, **TORCH_VISION, "h5py": "h5py"}
     labels = FER_LABELS
 
     def __init__(self, detect_size: int = 320, score_threshold: float = 0.6, nms_threshold: float = 0.4,
@@ -312,6 +314,8 @@ class RetinaFaceVit(_FaceExtractor):
     """RetinaFace + a transformers ViT expression classifier: CLS embedding of the last hidden state."""
 
     name = "retinaface_vit"
+    runtime = "onnxruntime (detector) + torch (expression)"
+    packages = {**ONNXRUNTIME, **TORCH_VISION, **TRANSFORMERS}
 
     def __init__(self, model: str = "trpakov/vit-face-expression", detect_size: int = 320,
                  score_threshold: float = 0.6, nms_threshold: float = 0.4, face_margin: float = 0.1,

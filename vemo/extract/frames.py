@@ -12,8 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.extract.base import (DecodedVideo, Extracted, Extractor, frames_of, no_frames_reason,
-                               weights_sha256)
+from vemo.errors import MissingPackageError, VemoError
+from vemo.extract.base import (ONNXRUNTIME, TORCH_VISION, TRANSFORMERS, DecodedVideo, Extracted, Extractor,
+                               frames_of, missing_packages, no_frames_reason, weights_sha256)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,23 +82,56 @@ class _FrameEmbedder(Extractor):
 class MobileNetFrames(_FrameEmbedder):
     """torchvision MobileNetV2 (packaged ImageNet weights): 1280-d pooled features per frame.
 
-    The torch model is exported once per process to ONNX in memory and run by onnxruntime, about
-    three times faster than torch on CPU here (measured); ``runtime="torch"`` skips the export, and
-    it is also the fallback when the export fails. Both give the same features (to float rounding).
+    ``runtime``: ``onnx`` exports the torch model once per process to ONNX in memory and runs it in
+    onnxruntime on the CPU, about three times faster than torch there (measured); ``torch`` runs it
+    in torch on ``device``; ``auto`` (default) is onnx on a CPU and torch on a GPU. Both give the
+    same features to float rounding, but the runtime is recorded in the manifest all the same, so
+    one store never mixes them. When onnx's packages are missing, loading fails naming them, unless
+    ``fallback=torch`` asks for torch in that case (and the manifest then says torch).
     """
 
     name = "mobilenet_v2"
-    RUNTIMES = ("onnx", "torch")
+    RUNTIMES = ("auto", "onnx", "torch")
+    FALLBACKS = (None, "torch")
+    packages = {**TORCH_VISION, "torchvision": "torchvision"}
+    ONNX_PACKAGES = {"onnx": "onnx", **ONNXRUNTIME}  # torch.onnx.export writes with the onnx package
 
-    def __init__(self, image_size: int = 224, runtime: str = "onnx", threads: int = 0,
-                 device: str = "cpu", batch_size: int = 32):
+    def __init__(self, image_size: int = 224, runtime: str = "auto", fallback: str | None = None,
+                 threads: int = 0, device: str = "cpu", batch_size: int = 32):
         super().__init__(device=device, batch_size=batch_size)
         if runtime not in self.RUNTIMES:
-            raise ValueError(f"runtime must be one of {self.RUNTIMES}, got {runtime!r}")
+            raise ValueError(f"runtime must be one of {', '.join(self.RUNTIMES)}, got {runtime!r}")
+        if fallback not in self.FALLBACKS:
+            raise ValueError(f"fallback must be null or torch, got {fallback!r}")
         self.image_size = int(image_size)
-        self.runtime = runtime
+        self.runtime_option = runtime
+        self.fallback = fallback
         self.threads = int(threads)
         self.dim = 1280
+        self._runtime: str | None = None
+
+    def runtime_used(self) -> str:
+        if self._runtime is None:
+            wanted = self.runtime_option
+            if wanted == "auto":
+                wanted = "onnx" if str(self.device) == "cpu" else "torch"
+            missing = missing_packages(self.ONNX_PACKAGES) if wanted == "onnx" else []
+            if missing and self.fallback is None:
+                raise MissingPackageError(
+                    f"extractor mobilenet_v2 (frames) runs on onnx here, which needs {' and '.join(missing)}: "
+                    f"pip install {' '.join(missing)} (or choose extract.extractors.frames.runtime=torch, "
+                    "or fallback=torch to use torch whenever onnx is missing)")
+            if missing:
+                import logging
+                logging.getLogger("vemo.extract").warning(
+                    "mobilenet_v2: %s not installed, running in torch as fallback=torch asks", " and ".join(missing))
+                wanted = self.fallback
+            self._runtime = wanted
+        return self._runtime
+
+    def required_packages(self) -> dict[str, str]:
+        extra = self.ONNX_PACKAGES if self.runtime_used() == "onnx" else {}
+        return {**self.packages, **extra}
 
     def settings(self) -> dict[str, Any]:
         from vemo import models
@@ -120,9 +154,9 @@ class MobileNetFrames(_FrameEmbedder):
         # the classifier is not needed: features -> pooled 1280-d
         pooled = torch.nn.Sequential(net.features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
         self._session = None
-        if self.runtime == "onnx" and self.device == "cpu":
+        if self.runtime_used() == "onnx":
             self._session = _onnx_session(pooled, self.image_size, self.threads)
-        if self._session is None:
+        else:
             # channels_last: oneDNN's depthwise/pointwise kernels are about twice as fast in it
             self._net = pooled.to(self.device, memory_format=torch.channels_last)
 
@@ -140,8 +174,8 @@ class MobileNetFrames(_FrameEmbedder):
 
 
 def _onnx_session(module, image_size: int, threads: int):
-    """An onnxruntime session for a torch image module exported in memory; None (with a warning)
-    when this torch cannot export it."""
+    """An onnxruntime CPU session for a torch image module exported in memory. An export this torch
+    cannot do is an error, not a quiet switch to torch: the manifest already says onnx."""
     import io
     import warnings
 
@@ -155,9 +189,10 @@ def _onnx_session(module, image_size: int, threads: int):
             torch.onnx.export(module, torch.zeros(1, 3, image_size, image_size), buffer, dynamo=False,
                               input_names=["pixels"], output_names=["features"], opset_version=17,
                               dynamic_axes={"pixels": {0: "frames"}, "features": {0: "frames"}})
-    except Exception as error:  # noqa: BLE001 - any export failure: torch still works, only slower
-        warnings.warn(f"MobileNetV2 ONNX export failed ({error}); running it in torch instead")
-        return None
+    except Exception as error:  # noqa: BLE001 - whatever the exporter raises, said in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VemoError(f"extractor mobilenet_v2 (frames): torch {torch.__version__} could not export "
+                        f"MobileNetV2 to ONNX ({first}); choose extract.extractors.frames.runtime=torch") from error
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     return ort.InferenceSession(buffer.getvalue(), sess_options=options, providers=["CPUExecutionProvider"])
@@ -193,6 +228,7 @@ class ClipFrames(_FrameEmbedder):
     """CLIP image embeddings (the projection output; L2-normalised unless ``normalize=False``)."""
 
     name = "clip"
+    packages = {**TRANSFORMERS, **TORCH_VISION}
 
     def __init__(self, model: str = "openai/clip-vit-base-patch32", normalize: bool = True,
                  device: str = "cpu", batch_size: int = 32):

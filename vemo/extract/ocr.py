@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import (DecodedVideo, Extracted, Extractor, evenly_spaced, file_sha256,
-                               no_frames_reason)
+from vemo.extract.base import (ONNXRUNTIME, TRANSFORMERS, DecodedVideo, Extracted, Extractor, evenly_spaced,
+                               file_sha256, no_frames_reason)
 from vemo.extract.text import load_text_encoder, normalise_text, unique_texts
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -42,6 +42,8 @@ class RapidOcrText(Extractor):
     """rapidocr (PP-OCR det + rec, packaged ONNX) on ``num_frames`` frames -> text -> one vector."""
 
     name = "rapidocr"
+    runtime = "onnxruntime"
+    packages = {"rapidocr": "rapidocr", **ONNXRUNTIME, "cv2": "opencv-python-headless", **TRANSFORMERS}
     modality = "ocr"
     kind = "vector"
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from vemo.errors import ConfigError
-from vemo.extract.base import DecodedVideo, Extracted, Extractor, file_sha256
+from vemo.extract.base import TRANSFORMERS, DecodedVideo, Extracted, Extractor, file_sha256
 
 SAMPLE_RATE = 16000
 PIECE_SECONDS = 30          # Whisper's input length
@@ -181,6 +181,8 @@ class FasterWhisperSpeech(WhisperSpeech):
     """
 
     name = "faster_whisper"
+    runtime = "ctranslate2"
+    packages = {"faster_whisper": "faster-whisper", "ctranslate2": "ctranslate2", **TRANSFORMERS}
     MIN_CONTEXT_SECONDS = 3
     CONTEXT_MARGIN_SECONDS = 1  # 0 and 2 gave the same transcripts on 8 test sentences; 1 guards the last word
     TOKENS_PER_SECOND = 12   # cap on decoded tokens: generous for speech, stops runaway repetition
@@ -294,6 +296,7 @@ class OpenAIWhisperSpeech(WhisperSpeech):
     ``whisper.load_model`` reads checkpoints with ``torch.load(..., weights_only=True)``."""
 
     name = "openai_whisper"
+    packages = {"whisper": "openai-whisper", **TRANSFORMERS}  # openai-whisper: the [standard] extra
 
     def __init__(self, model: str = "base", task: str = "translate", language: str | None = None,
                  beam_size: int = 1, vad_threshold: float = 0.5, no_speech_threshold: float = 0.6,

@@ -15,7 +15,7 @@ from typing import Any
 
 log = logging.getLogger("vemo.predict")
 
-DEMO_MODEL_VERSION = 1
+DEMO_MODEL_VERSION = 2  # 2: the extractor settings record the runtime
 # no faces are planted in the demo videos, so by default the model does not use (or extract) faces
 MODALITIES = ["audio", "frames", "ocr", "speech"]
 

@@ -1,4 +1,8 @@
-"""The command line: ``python -m vemo.report SWEEP_DIR [--metric M] [--storage URL] [--study NAME] [--wandb]``.
+"""The command line: ``python -m vemo.report SWEEP_DIR [--metric M] [--storage URL] [--study NAME] [--wandb]
+[--format text|csv]``.
+
+``--format csv`` prints report.csv alone on stdout (for a program or a pipe); everything else the
+command says goes to stderr.
 
 A folder that is not a sweep, a metric no trial recorded, a storage that cannot be read or holds
 several studies: one ``error:`` line and exit code 1 (``VEMO_DEBUG=1`` prints the traceback);
@@ -24,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--study", help="the study name (default: the sweep's)")
     ap.add_argument("--wandb", action="store_true", help="also log the report to a W&B summary run")
     ap.add_argument("--online", action="store_true", help="with --wandb: log online instead of offline")
+    ap.add_argument("--format", choices=("text", "csv"), default="text",
+                    help="text: the report for people (default); csv: report.csv alone on stdout, for programs")
     return ap
 
 
@@ -43,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_summary_run(report, offline=not args.online)
     except SystemExit as e:
         return int(e.code or 0)
+    if args.format == "csv":
+        sys.stdout.write(report["files"]["csv"].read_text())
+        sys.stdout.flush()
+        print(f"report: {report['files']['markdown']}", file=sys.stderr)
+        return 0
     print(report["files"]["markdown"].read_text())
     for key, path in report["files"].items():
         print(f"{key}: {path}")

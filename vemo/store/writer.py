@@ -58,11 +58,20 @@ class FeatureStoreWriter:
             raise StoreError(f"{self.root / MANIFEST} is from a newer vemo; refusing to write to it")
         have = {n: ModalitySpec.from_json(s) for n, s in manifest.get("modalities", {}).items()}
         if have != self.modalities:
+            from vemo.compare import leaf_differences, short
+
             changed = sorted(set(have) ^ set(self.modalities)
                              | {n for n in set(have) & set(self.modalities) if have[n] != self.modalities[n]})
+            said = []
+            for name in changed:
+                if name not in have or name not in self.modalities:
+                    said.append(f"{name} ({'only in the store' if name in have else 'not in the store'})")
+                    continue
+                diffs = leaf_differences(have[name].to_json(), self.modalities[name].to_json())
+                said.append(f"{name} (" + "; ".join(f"{key} is {short(a, 50)} in the store, {short(b, 50)} now"
+                                                    for key, a, b in diffs[:3]) + ")")
             raise StoreError(f"{self.root} already holds features made differently for "
-                             f"{', '.join(changed)} (dims, dtype or extractor settings differ); "
-                             "write to a new store instead of mixing stale and fresh features")
+                             f"{', '.join(said)}; write to a new store instead of mixing stale and fresh features")
 
     def _remove_orphan_shards(self) -> None:
         """Shards renamed into place whose index update never happened (a crash) are invisible; drop them."""
