@@ -73,11 +73,14 @@ SMALL_RUN = ("data.num_videos=480", "trainer.max_epochs=4", "fusion=gated", "mod
              "model.classifier_hidden=64", "fusion.hidden=64", "model.lr=3e-3", "data.batch_size=32")
 
 
-def train_overrides(run_dir: Path, cache_dir: Path, *extra: str, logger: str | None = "csv") -> list[str]:
-    """Overrides for a quick, quiet CPU training run on the demo data (``logger=None``: the default)."""
+def train_overrides(run_dir: Path, cache_dir: Path, *extra: str, logger: str | None = "csv",
+                    plots: bool = False) -> list[str]:
+    """Overrides for a quick, quiet CPU training run on the demo data (``logger=None``: the default;
+    ``plots``: also draw the run's PNGs, about a second, for the tests that look at them)."""
     return [f"run_dir={run_dir}", f"paths.cache_dir={cache_dir}", "trainer.accelerator=cpu",
             "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false",
-            "callbacks.progress_bar=null", *([f"logger={logger}"] if logger else []), *extra]
+            "callbacks.progress_bar=null", f"plots={str(plots).lower()}",
+            *([f"logger={logger}"] if logger else []), *extra]
 
 
 FORCED_WARNINGS = Path(__file__).parent / "forced_warnings"

@@ -19,7 +19,8 @@ from tests.browser import (App, clear_upload, click_example, find_browser, free_
                            start_app, start_chrome, text_of, upload)
 from tests.media import write_video
 
-pytestmark = pytest.mark.timeout(420)  # the shared model is built first when this module runs alone
+# the shared model is built first when this module runs alone
+pytestmark = [pytest.mark.timeout(420), pytest.mark.browser, pytest.mark.slow]
 
 MAX_UPLOAD_MB = 1
 MAX_SECONDS = 4      # the demo clips last 3 s

@@ -354,13 +354,14 @@ def test_ve8_store_ids_outside_a_class_folder_are_listed_not_dropped(tmp_path):
     assert {r["id"] for r in skipped_rows(p.out)} == {"stray_clip", "Boredom/b_00"}
 
 
+@pytest.mark.slow
 def test_ve8_ten_split_sweep_reports_mean_and_std(ve8, tmp_path, capsys, monkeypatch):
     from vemo.studies import TrialRecord
     from vemo.sweep import sweep
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     root, _ = ve8
-    train = ["logger=csv", f"data.store={root / 'store'}", "trainer.max_epochs=1", "model.d_model=16",
+    train = ["logger=csv", "plots=false", f"data.store={root / 'store'}", "trainer.max_epochs=1", "model.d_model=16",
              "model.classifier_hidden=32"]
     summary = sweep(["sweep=ve8_splits", f"paths.runs_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
                      "sweep.modalities=[frames,speech]", "sweep.heads=[concat_mlp]",

@@ -9,13 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import vemo.fusion
 from tests.helpers import write_labels, write_store
+from vemo.cli import describe
+from vemo.config import load_config
+from vemo.errors import ConfigError, DataError
 from vemo.store import ModalitySpec
+from vemo.train import train
+from vemo.validation import check_train_config
 
 pytestmark = pytest.mark.timeout(300)
 
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
-         "+trainer.enable_model_summary=false", "trainer.max_epochs=1"]
+         "+trainer.enable_model_summary=false", "trainer.max_epochs=1", "plots=false"]
 
 
 def vemo_train(args: list[str], tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
@@ -35,7 +41,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragmen
     return lines[0]
 
 
-# Bad values: refused before any data is read (the demo data is never generated), exit code 1.
+# Bad values: refused by check_train_config before any data is read (exit code 1). Each message is checked
+# in this process; one command line per kind of error shows what the user sees (test_..._command below).
 BAD_VALUES = [
     (["model.d_model=0"], "model.d_model must be a positive integer, got 0"),
     (["model.d_model=-3"], "model.d_model must be a positive integer, got -3"),
@@ -50,7 +57,7 @@ BAD_VALUES = [
     (["data.split_fractions=[0.8,0.2,0]"], "leaves the test split empty"),
     (["monitor=test/acc"], "monitor='test/acc': checkpoints are chosen by a validation metric"),
     (["monitor=val/accuracy"], "monitor=val/accuracy: validation logs no such metric; choose one of val/acc, "),
-    (["fusion.name=nope"], "unknown fusion head 'nope'; valid names: concat_mlp, crossattn, gated"),
+    (["fusion.name=nope"], "unknown fusion head 'nope'; valid names: " + ", ".join(vemo.fusion.names())),
     (["fusion.num_heads=3"], "fusion head 'crossattn': d_model=128 is not divisible by num_heads=3"),
     (["model.class_weights=heavy"], "model.class_weights must be null, balanced, or a list"),
     (["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt: no such file"),
@@ -58,10 +65,22 @@ BAD_VALUES = [
 ]
 
 
+def composed(args: list[str], tmp_path: Path):
+    return load_config([f"run_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}", *QUIET, *args])
+
+
 @pytest.mark.parametrize("args,message", BAD_VALUES, ids=[a[0] for a, _ in BAD_VALUES])
-def test_a_bad_value_is_one_line_and_exit_code_1(args, message, tmp_path, subprocess_env):
-    proc = vemo_train(args, tmp_path, subprocess_env)
-    line = assert_one_line_error(proc, 1, message)
+def test_a_bad_value_is_refused_naming_it(args, message, tmp_path):
+    with pytest.raises(Exception) as raised:
+        check_train_config(composed(args, tmp_path))
+    line, code, user_error = describe(raised.value)
+    assert message in line and code == 1 and user_error, line
+
+
+@pytest.mark.slow
+def test_a_bad_value_on_the_command_line_is_one_line_and_exit_code_1(tmp_path, subprocess_env):
+    proc = vemo_train(["fusion.name=nope"], tmp_path, subprocess_env)
+    line = assert_one_line_error(proc, 1, "unknown fusion head 'nope'; valid names: " + ", ".join(vemo.fusion.names()))
     assert not (tmp_path / "cache").exists()  # refused before any data was generated
     logs = list((tmp_path / "runs").glob("*/*/train.log"))
     assert len(logs) == 1 and line.removeprefix("error: ") in logs[0].read_text()  # the run folder records it
@@ -69,16 +88,23 @@ def test_a_bad_value_is_one_line_and_exit_code_1(args, message, tmp_path, subpro
 
 # A command line that does not parse or names what does not exist: exit code 2, before any run folder.
 USAGE = [
-    (["fusion=nope"], "fusion=nope: there is no such fusion config; choose one of: concat_mlp, crossattn, gated"),
+    (["fusion=nope"], "fusion=nope: there is no such fusion config; choose one of: " + ", ".join(vemo.fusion.names())),
     (["data.modalities=[frames"], "cannot parse the override 'data.modalities=[frames'"),
     (["fusion.depht=3"], "fusion.depht is not an option of this command's config (a typo?)"),
 ]
 
 
 @pytest.mark.parametrize("args,message", USAGE, ids=[a[0] for a, _ in USAGE])
-def test_a_bad_command_line_is_one_line_and_exit_code_2(args, message, tmp_path, subprocess_env):
-    proc = vemo_train(args, tmp_path, subprocess_env)
-    assert_one_line_error(proc, 2, message)
+def test_a_bad_command_line_is_refused_naming_it(args, message, tmp_path):
+    with pytest.raises(Exception) as raised:
+        composed(args, tmp_path)
+    line, code, user_error = describe(raised.value)
+    assert message in line and code == 2 and user_error, line
+
+
+def test_a_bad_command_line_is_one_line_and_exit_code_2(tmp_path, subprocess_env):
+    proc = vemo_train(["fusion=nope"], tmp_path, subprocess_env)
+    assert_one_line_error(proc, 2, USAGE[0][1])
     assert not (tmp_path / "runs").exists()
 
 
@@ -107,33 +133,38 @@ def small_store(tmp_path):
     return tmp_path / "data" / "store"
 
 
-def test_an_empty_test_split_file_is_refused_with_the_way_out(small_store, tmp_path, subprocess_env):
+def train_on(store: Path, tmp_path: Path, *args: str) -> dict:
+    """``python -m vemo.train data=store data.store=STORE ARGS`` in this process: its metrics, or its error."""
+    return train(load_config([f"run_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path / 'cache'}", *QUIET,
+                              "data=store", f"data.store={store}", *args]))
+
+
+def test_an_empty_test_split_file_is_refused_with_the_way_out(small_store, tmp_path):
     splits = tmp_path / "splits"
     splits.mkdir()
     (splits / "train.txt").write_text("\n".join(f"v{i:02d}" for i in range(18)))
     (splits / "val.txt").write_text("\n".join(f"v{i:02d}" for i in range(18, 24)))
     (splits / "test.txt").write_text("")
-    args = ["data=store", f"data.store={small_store}", f"data.splits={splits}"]
-    proc = vemo_train(args, tmp_path, subprocess_env)
-    assert_one_line_error(proc, 1, "the test split is empty:", "test.txt (0 ids listed, 0 with features and labels)",
-                          "test=false")
-    assert not list((tmp_path / "runs").glob("*/*/metrics.json"))
+    with pytest.raises(DataError) as refused:
+        train_on(small_store, tmp_path, f"data.splits={splits}")
+    for fragment in ("the test split is empty:", "test.txt (0 ids listed, 0 with features and labels)", "test=false"):
+        assert fragment in str(refused.value)
+    assert not (tmp_path / "run" / "metrics.json").exists()
     # asked for explicitly, the run trains and writes no test metric at all
-    proc = vemo_train([*args, "test=false"], tmp_path, subprocess_env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    import json
-    metrics = json.loads(next((tmp_path / "runs").glob("*/*/metrics.json")).read_text())
+    metrics = train_on(small_store, tmp_path, f"data.splits={splits}", "test=false")
     assert not [k for k in metrics if k.startswith("test")] and metrics["best_val"] is not None
 
 
-def test_labels_for_another_store_are_refused(small_store, tmp_path, subprocess_env):
+@pytest.mark.slow
+def test_labels_for_another_store_are_one_line_and_exit_code_1(small_store, tmp_path, subprocess_env):
+    """A problem found in the data, as the command line reports it."""
     other = write_labels(tmp_path / "other.csv", {f"clip_{i}": "ab"[i % 2] for i in range(24)})
     proc = vemo_train(["data=store", f"data.store={small_store}", f"data.labels={other}"], tmp_path,
                       subprocess_env)
     assert_one_line_error(proc, 1, "share 0 video ids", "is the labels file meant for another store?", "'clip_0'")
 
 
-def test_a_monitor_of_the_other_label_kind_lists_this_kinds_metrics(small_store, tmp_path, subprocess_env):
-    proc = vemo_train(["data=store", f"data.store={small_store}", "monitor=val/map_macro"], tmp_path, subprocess_env)
-    assert_one_line_error(proc, 1, "monitor=val/map_macro: validation of single-label data logs no such metric",
-                          "val/acc, val/acc_balanced, val/f1_macro, val/loss")
+def test_a_monitor_of_the_other_label_kind_lists_this_kinds_metrics(small_store, tmp_path):
+    with pytest.raises(ConfigError, match="monitor=val/map_macro: validation of single-label data logs no such "
+                                          "metric.*val/acc, val/acc_balanced, val/f1_macro, val/loss"):
+        train_on(small_store, tmp_path, "monitor=val/map_macro")

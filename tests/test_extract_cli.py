@@ -24,6 +24,9 @@ from vemo.store import FeatureStore
 
 FAST = ["frames", "audio"]
 
+# every test here extracts real videos with real models, most of them through the command line
+pytestmark = pytest.mark.slow
+
 
 def _cfg(input_path, out, **overrides):
     cfg = {"input": str(input_path), "out": str(out), "labels": None, "modalities": FAST,
@@ -224,19 +227,20 @@ def test_command_end_to_end_then_train_on_the_store(videos, tmp_path, subprocess
     # the runtime each modality really ran on, in the manifest (onnx on a CPU after the README's set-up)
     assert {m: s.extractor["runtime"] for m, s in FeatureStore(out).modalities.items()} == {
         "frames": "onnx", "audio": "onnxruntime"}
-    strict = subprocess.run(_extract_cmd(videos, out, "strict=true"), env=subprocess_env,
-                            capture_output=True, text=True, timeout=300)
-    assert strict.returncode == 1  # the store still holds failed videos of this input
+    from vemo.config import load_config
+    from vemo.extract.cli import extract
+    again = load_config([a for a in _extract_cmd(videos, out, "strict=true")[3:]], config_name="extract")
+    assert extract(again) == 1  # the store still holds failed videos of this input
     labels = (tmp_path / "data" / "labels.csv").read_text().splitlines()
     keep = [ln for ln in labels if not ln.startswith("odd/")]
     (tmp_path / "data" / "labels.csv").write_text("\n".join(keep) + "\n")
     (tmp_path / "data" / "classes.txt").write_text("calm\nfiery\n")
-    train = subprocess.run([sys.executable, "-m", "vemo.train", "data=store", f"data.store={out}",
-                            "data.split_fractions=[0.5,0.17,0.33]", "trainer.max_epochs=3", "logger=csv",
-                            "fusion=concat_mlp", f"paths.runs_dir={tmp_path / 'runs'}", "data.batch_size=4"],
-                           env=subprocess_env, capture_output=True, text=True, timeout=600)
-    assert train.returncode == 0, train.stderr[-3000:]
-    assert "test/acc" in train.stdout
+    # python -m vemo.train data=store data.store=STORE, in this process (the command itself: tests/test_cli.py)
+    from vemo.train import train
+    metrics = train(load_config(["data=store", f"data.store={out}", "data.split_fractions=[0.5,0.17,0.33]",
+                                 "trainer.max_epochs=3", "logger=csv", "fusion=concat_mlp",
+                                 f"run_dir={tmp_path / 'run'}", "data.batch_size=4"]))
+    assert metrics["test/videos"] == 4 and 0 <= metrics["test/acc"] <= 1
 
 
 def test_strict_exit_code_when_videos_fail(videos, tmp_path, subprocess_env):

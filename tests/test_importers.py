@@ -325,6 +325,7 @@ def test_movienet_refuses_a_pickle_without_samples(tmp_path):
         import_release("movienet", tmp_path / "features.pkl", tmp_path / "store", progress=False)
 
 
+@pytest.mark.slow
 def test_an_imported_movienet_store_trains(tmp_path):
     movienet_release(tmp_path / "features.pkl")
     import_release("movienet", tmp_path / "features.pkl", tmp_path / "movienet" / "store", progress=False)
@@ -339,6 +340,7 @@ def test_an_imported_movienet_store_trains(tmp_path):
 
 # ----------------------------------------------------------------------------- the command
 
+@pytest.mark.slow
 def test_import_command(tmp_path, ekman_folder, subprocess_env):
     root, _ = ekman_folder
 

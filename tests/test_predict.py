@@ -55,6 +55,7 @@ def reference_probabilities(ckpt: Path, demo_cache) -> tuple[list[str], np.ndarr
     return ids, np.concatenate(probs)
 
 
+@pytest.mark.slow
 def test_checkpoint_predicts_in_a_fresh_process_like_the_trained_model(feature_run, demo_cache, tmp_path):
     run_dir, ckpt, store = feature_run
     ids, expected = reference_probabilities(ckpt, demo_cache)
@@ -159,6 +160,7 @@ def demo_clip(root: Path, split: str = "test") -> tuple[str, Path]:
     return vid, root / "videos" / "videos" / f"{vid}.mp4"
 
 
+@pytest.mark.slow
 def test_a_video_is_classified_as_its_stored_features_are(video_model, video_predictor):
     run_dir, root = video_model
     vid, clip = demo_clip(root)
@@ -178,6 +180,7 @@ def test_a_video_is_classified_as_its_stored_features_are(video_model, video_pre
     assert doc["top"] == prediction.classes[int(np.argmax(prediction.probs))]
 
 
+@pytest.mark.slow
 def test_contribution_is_the_drop_when_a_modality_is_masked(video_model, video_predictor):
     _, root = video_model
     vid, _ = demo_clip(root)
@@ -190,6 +193,7 @@ def test_contribution_is_the_drop_when_a_modality_is_masked(video_model, video_p
         assert change == pytest.approx(prediction.probs[top] - without[top], abs=1e-5), m
 
 
+@pytest.mark.slow
 def test_timeline_is_the_drop_when_each_stretch_is_masked(video_model, video_predictor):
     _, root = video_model
     vid, _ = demo_clip(root)
@@ -213,6 +217,7 @@ def test_timeline_is_the_drop_when_each_stretch_is_masked(video_model, video_pre
         assert stretch["delta"] == pytest.approx(prediction.probs[top] - without[top], abs=1e-5), stretch
 
 
+@pytest.mark.slow
 def test_a_video_without_audio_is_classified_from_the_rest(video_predictor, tmp_path):
     clip = write_video(tmp_path / "silent.mp4", seconds=2.0, size=(160, 120), audio_hz=None)
     prediction = video_predictor.predict(clip)
@@ -222,6 +227,7 @@ def test_a_video_without_audio_is_classified_from_the_rest(video_predictor, tmp_
     assert "audio" not in prediction.contributions and "frames" in prediction.contributions
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_a_video_is_a_failed_prediction(video_predictor, tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("these are notes, not a video\n")
@@ -231,6 +237,7 @@ def test_a_file_that_is_not_a_video_is_a_failed_prediction(video_predictor, tmp_
         video_predictor.predict(tmp_path / "missing.mp4")
 
 
+@pytest.mark.slow
 def test_other_extractor_settings_are_refused_naming_modality_and_setting(video_model, tmp_path):
     run_dir, root = video_model
     predictor = Predictor.from_checkpoint(run_dir)
@@ -293,6 +300,7 @@ def run_predict(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedPr
                           text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_predict_command_on_a_folder_writes_table_csv_and_pngs(video_model, subprocess_env, tmp_path):
     run_dir, root = video_model
     folder = tmp_path / "videos"
@@ -323,6 +331,7 @@ def test_predict_command_on_a_folder_writes_table_csv_and_pngs(video_model, subp
         assert json.loads((out / vid.replace("/", "-") / "prediction.json").read_text())["ok"] is True
 
 
+@pytest.mark.slow
 def test_predict_command_json_for_one_video(video_model, subprocess_env, tmp_path):
     run_dir, root = video_model
     _, clip = demo_clip(root, "val")
@@ -337,6 +346,7 @@ def test_predict_command_json_for_one_video(video_model, subprocess_env, tmp_pat
     assert Path(doc["files"]["key frame"]).is_file() and doc["timeline"]
 
 
+@pytest.mark.slow
 def test_predict_command_errors_are_one_line(video_model, subprocess_env, tmp_path):
     run_dir, _ = video_model
     proc = run_predict([str(tmp_path / "missing.mp4"), f"checkpoint={run_dir}"], subprocess_env, tmp_path)
@@ -345,13 +355,17 @@ def test_predict_command_errors_are_one_line(video_model, subprocess_env, tmp_pa
     assert proc.returncode == 1 and "checkpoint must be given" in proc.stderr
 
 
-def test_strict_makes_a_failed_video_an_error(video_model, tmp_path):
+@pytest.mark.slow
+def test_strict_makes_a_failed_video_an_error(video_model, video_predictor, tmp_path, monkeypatch):
     from vemo.predict.cli import predict
 
     run_dir, root = video_model
+    # the command's own loading is tested above; here its models are the ones this module loaded already
+    monkeypatch.setattr(Predictor, "from_checkpoint", classmethod(lambda cls, *a, **k: video_predictor))
     _, clip = demo_clip(root)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)
-    overrides = [f"checkpoint={run_dir}", f"input=[{clip},{bad}]", f"out={tmp_path / 'o'}", "plots=false"]
+    overrides = [f"checkpoint={run_dir}", f"input=[{clip},{bad}]", f"out={tmp_path / 'o'}", "plots=false",
+                 "decode_workers=0"]
     assert predict(load_config(overrides, config_name="predict")) == 0
     assert predict(load_config([*overrides, "strict=true"], config_name="predict")) == 1

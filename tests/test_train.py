@@ -28,8 +28,8 @@ pytestmark = pytest.mark.timeout(240)
 EPOCHS, INTERRUPT_AT = 4, 2  # SMALL_RUN trains 4 epochs; the interrupted runs stop before the third
 
 
-def run(run_dir: Path, cache: Path, *extra: str, logger: str | None = "csv") -> dict:
-    return train(load_config(train_overrides(run_dir, cache, *SMALL_RUN, *extra, logger=logger)))
+def run(run_dir: Path, cache: Path, *extra: str, logger: str | None = "csv", plots: bool = False) -> dict:
+    return train(load_config(train_overrides(run_dir, cache, *SMALL_RUN, *extra, logger=logger, plots=plots)))
 
 
 def scores(metrics: dict) -> dict:
@@ -81,7 +81,7 @@ def runs_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def baseline(runs_root, demo_cache):
     run_dir = runs_root / "baseline"
-    return run_dir, run(run_dir, demo_cache)
+    return run_dir, run(run_dir, demo_cache, plots=True)  # the run whose folder is checked in full
 
 
 # The resume tests below must not depend on how well the demo happens to learn. Monitoring a constant
@@ -335,7 +335,7 @@ def test_multilabel_store_run(tmp_path):
     metrics = train(load_config(train_overrides(
         tmp_path / "run", tmp_path / "cache", "data=store", f"data.store={tmp_path / 'store'}",
         "fusion=concat_mlp", "model.d_model=16", "model.classifier_hidden=32", "fusion.hidden=32",
-        "trainer.max_epochs=3", "data.batch_size=16")))
+        "trainer.max_epochs=3", "data.batch_size=16", plots=True)))
     assert metrics["monitor"] == "val/map_macro"
     for key in ("test/map_macro", "test/map_micro", "test/f1_micro", *(f"test/f1/{n}" for n in names)):
         assert 0.0 <= metrics[key] <= 1.0, key

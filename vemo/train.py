@@ -163,8 +163,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         "resumed_from": str(ckpt_path) if ckpt_path else None,
     })
     atomic_write_json(run_dir / "metrics.json", results)  # sweeps and reports read it
-    write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, loggers, reliability_curves,
-                calibration["temperature"])
+    if cfg.get("plots", True):
+        write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, loggers, reliability_curves,
+                    calibration["temperature"])
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             lg.experiment.finish()  # flush now, so the run folder is the last thing printed

@@ -167,6 +167,7 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"{missing[0]} is required and has no default: give it on the command line ({missing[0]}=...)")
     seed(cfg.get("seed"), "seed")
     boolean(cfg.get("test"), "test")
+    boolean(cfg.get("plots", True), "plots")
     monitor = cfg.get("monitor")
     if monitor is not None and not str(monitor).startswith("val/"):
         raise ConfigError(f"monitor={monitor!r}: checkpoints are chosen by a validation metric (val/...); "
