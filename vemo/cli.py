@@ -123,6 +123,18 @@ def reported_errors() -> Iterator[None]:
         raise SystemExit(report(e)) from None
 
 
+def one_console_for_lightning() -> None:
+    """Importing ``lightning`` gives its logger a console handler of its own, while its lines also reach
+    the root logger's handlers that vemo's commands configure (stderr and the log file): each would be
+    printed twice. Call after importing Lightning: its own console handler goes, the root's stay."""
+    if not logging.getLogger().handlers:
+        return
+    lightning_logger = logging.getLogger("lightning")
+    for handler in list(lightning_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_logger.removeHandler(handler)
+
+
 HYDRA_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--cfg", "-c", "--info")
 
 

@@ -105,7 +105,10 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
 
+    from vemo.cli import one_console_for_lightning
     from vemo.resume import RunSignature, check_resume, run_signature
+
+    one_console_for_lightning()
 
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
     run_dir = Path(cfg.run_dir)
