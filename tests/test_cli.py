@@ -70,6 +70,33 @@ def test_every_registered_head_has_a_config_file():
         assert OmegaConf.load(Path(CONFIG_DIR) / "fusion" / f"{name}.yaml").name == name
 
 
+def test_every_registered_extractor_has_a_config_listing_all_its_options_and_defaults():
+    """configs/extract/<modality>/<name>.yaml holds every constructor option with the constructor's default
+    (device comes from the command's own option), so any option can be overridden without a '+'."""
+    import inspect
+
+    from vemo.extract import EXTRACTORS
+
+    files = {p.stem: p for p in (Path(CONFIG_DIR) / "extract").glob("*/*.yaml")}
+    assert set(files) == set(EXTRACTORS.names())
+    for name, path in files.items():
+        params = {k: v.default for k, v in inspect.signature(EXTRACTORS.get(name)).parameters.items()
+                  if k not in ("self", "device")}
+        listed = OmegaConf.to_container(OmegaConf.load(path))
+        assert listed.pop("name") == name and path.parent.name == EXTRACTORS.get(name).modality, path
+        assert listed == params, path
+
+
+def test_an_extractor_is_swapped_and_set_from_the_command_line():
+    cfg = load_config(["input=a", "out=b", "extract/frames=clip", "extract.extractors.frames.normalize=false",
+                       "extract.extractors.speech.beam_size=5"], config_name="extract")
+    assert OmegaConf.to_container(cfg.extract.extractors.frames) == {
+        "name": "clip", "model": "openai/clip-vit-base-patch32", "normalize": False, "batch_size": 32}
+    assert cfg.extract.extractors.speech.beam_size == 5 and cfg.extract.name == "offline"
+    standard = load_config(["input=a", "out=b", "extract=standard"], config_name="extract").extract.extractors
+    assert standard.frames.name == "clip" and standard.ocr.text_encoder == "hf" and "caption" in standard
+
+
 def test_unknown_config_option_lists_the_choices():
     with pytest.raises(MissingConfigException) as err:
         load_config(["fusion=nope", "run_dir=/tmp/x"])

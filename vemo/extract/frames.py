@@ -120,7 +120,7 @@ class MobileNetFrames(_FrameEmbedder):
                 raise MissingPackageError(
                     f"extractor mobilenet_v2 (frames) runs on onnx here, which needs {' and '.join(missing)}: "
                     f"pip install {' '.join(missing)} (or choose extract.extractors.frames.runtime=torch, "
-                    "or fallback=torch to use torch whenever onnx is missing)")
+                    "or extract.extractors.frames.fallback=torch to use torch whenever onnx is missing)")
             if missing:
                 import logging
                 logging.getLogger("vemo.extract").warning(

