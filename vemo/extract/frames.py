@@ -7,6 +7,7 @@ together, ``batch_size`` images per forward pass.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -122,7 +123,6 @@ class MobileNetFrames(_FrameEmbedder):
                     f"pip install {' '.join(missing)} (or choose extract.extractors.frames.runtime=torch, "
                     "or extract.extractors.frames.fallback=torch to use torch whenever onnx is missing)")
             if missing:
-                import logging
                 logging.getLogger("vemo.extract").warning(
                     "mobilenet_v2: %s not installed, running in torch as fallback=torch asks", " and ".join(missing))
                 wanted = self.fallback
