@@ -168,7 +168,8 @@ def test_command_line_mistakes_are_one_line_before_any_model_loads(tmp_path, sub
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip() == "error: port must be an integer in [1, 65535], got 0"
     proc = run_app(f"checkpoint={tmp_path / 'missing'}", env=subprocess_env)
-    assert proc.stderr.strip() == f"error: checkpoint={tmp_path / 'missing'}: no such run folder or .ckpt file"
+    assert proc.stderr.strip() == (f"error: checkpoint={tmp_path / 'missing'}: no such run folder or .ckpt file "
+                                   "(or a model's name: zeroshot, demo)")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -80,8 +80,8 @@ def test_every_registered_extractor_has_a_config_listing_all_its_options_and_def
     files = {p.stem: p for p in (Path(CONFIG_DIR) / "extract").glob("*/*.yaml")}
     assert set(files) == set(EXTRACTORS.names())
     for name, path in files.items():
-        params = {k: v.default for k, v in inspect.signature(EXTRACTORS.get(name)).parameters.items()
-                  if k not in ("self", "device")}
+        params = {k: list(v.default) if isinstance(v.default, tuple) else v.default
+                  for k, v in inspect.signature(EXTRACTORS.get(name)).parameters.items() if k not in ("self", "device")}
         listed = OmegaConf.to_container(OmegaConf.load(path))
         assert listed.pop("name") == name and path.parent.name == EXTRACTORS.get(name).modality, path
         assert listed == params, path

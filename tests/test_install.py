@@ -17,12 +17,14 @@ def test_the_default_profile_has_all_its_packages_and_runs_its_declared_runtimes
     cfg = load_config(["input=clip.mp4", "out=store"], config_name="extract")
     assert cfg.extract.name == "offline"  # the default profile
     extractors = build_extractors(OmegaConf.to_container(cfg.extract.extractors), "cpu")
-    assert sorted(extractors) == ["audio", "faces", "frames", "ocr", "speech"]
+    assert sorted(extractors) == ["affect", "audio", "faces", "frames", "ocr", "speech"]
     for modality, extractor in extractors.items():
         assert missing_packages(extractor.required_packages()) == [], modality
     runtimes = {m: e.spec().extractor["runtime"] for m, e in extractors.items()}
     assert runtimes == {"audio": "onnxruntime", "faces": "onnxruntime (detector) + torch (expression)",
-                        "frames": "onnx", "ocr": "onnxruntime", "speech": "ctranslate2"}
+                        "frames": "onnx", "ocr": "onnxruntime", "speech": "ctranslate2",
+                        "affect": "numpy (derived from its sources)"}
+    assert not extractors["affect"]._own_sources()  # every source is extracted anyway: shared, not run twice
 
 
 def test_every_registered_extractor_declares_installed_packages():

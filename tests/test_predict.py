@@ -23,7 +23,7 @@ from vemo.data.preprocess import equidistant_positions, prepare_modality
 from vemo.errors import PredictError
 from vemo.model import VideoClassifier
 from vemo.predict import Predictor
-from vemo.predict.affect import valence_arousal
+from vemo.affect.circumplex import valence_arousal
 from vemo.store import FeatureStore
 from vemo.train import train
 
@@ -351,8 +351,8 @@ def test_predict_command_errors_are_one_line(video_model, subprocess_env, tmp_pa
     run_dir, _ = video_model
     proc = run_predict([str(tmp_path / "missing.mp4"), f"checkpoint={run_dir}"], subprocess_env, tmp_path)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: input")
-    proc = run_predict([str(tmp_path)], subprocess_env, tmp_path)
-    assert proc.returncode == 1 and "checkpoint must be given" in proc.stderr
+    proc = run_predict([str(tmp_path)], subprocess_env, tmp_path)  # the zero-shot model, but no video
+    assert proc.returncode == 1 and f"error: input folder {tmp_path} holds no video files" in proc.stderr
 
 
 @pytest.mark.slow

@@ -124,7 +124,7 @@ def calibration_report(model, dm, test: bool) -> tuple[dict[str, float], dict[st
     """Fit T on validation; ECE before/after on validation (and test); for Ekman-like label sets the
     test split's probability-weighted valence/arousal readout and its distance to the true class's.
     Returns (metrics, {split: (reliability before, after)})."""
-    from vemo.predict.affect import class_positions
+    from vemo.affect.circumplex import class_positions
 
     multilabel = bool(dm.multilabel)
     val_logits, val_labels = collect_logits(model, dm.datasets["val"])

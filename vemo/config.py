@@ -14,6 +14,11 @@ def load_config(overrides: list[str] | None = None, config_name: str = "train") 
     """Compose the config the command line would build, e.g. ``load_config(["fusion=gated"])``.
 
     ``${hydra:...}`` interpolations are not available outside a Hydra run: pass ``run_dir=...``.
+    Inside a running vemo command (Hydra already set up on these configs) it composes there.
     """
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides or [], return_hydra_config=False)

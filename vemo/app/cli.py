@@ -1,4 +1,4 @@
-"""python -m vemo.app [checkpoint=RUN_DIR_OR_CKPT] [port=7860] [key=value ...]"""
+"""python -m vemo.app [checkpoint=zeroshot|demo|RUN_DIR_OR_CKPT] [port=7860] [key=value ...]"""
 from __future__ import annotations
 
 import logging
@@ -28,11 +28,14 @@ def settings_from(cfg: DictConfig):
         positive_int(cfg.threads, "threads")
     positive_int(cfg.demo.num_videos, "demo.num_videos")
     seed(cfg.demo.seed, "demo.seed")
-    checkpoint = None
-    if cfg.checkpoint is not None:
-        checkpoint = str(Path(str(cfg.checkpoint)).expanduser())
+    from vemo.predict.checkpoint import MODEL_NAMES
+
+    checkpoint = "zeroshot" if cfg.checkpoint is None else str(cfg.checkpoint)
+    if checkpoint not in MODEL_NAMES:
+        checkpoint = str(Path(checkpoint).expanduser())
         if not Path(checkpoint).exists():
-            raise ConfigError(f"checkpoint={cfg.checkpoint}: no such run folder or .ckpt file")
+            raise ConfigError(f"checkpoint={cfg.checkpoint}: no such run folder or .ckpt file "
+                              f"(or a model's name: {', '.join(MODEL_NAMES)})")
     examples = None
     if cfg.examples is not None:
         given: Any = OmegaConf.to_container(cfg.examples) if OmegaConf.is_list(cfg.examples) else [cfg.examples]

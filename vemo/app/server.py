@@ -30,7 +30,7 @@ log = logging.getLogger("vemo.app")
 
 @dataclass
 class Settings:
-    checkpoint: str | None
+    checkpoint: str                  # zeroshot, demo, or a run folder / .ckpt file
     examples: list[Path] | None
     host: str
     port: int
@@ -56,13 +56,13 @@ def quiet_gradio(temp_dir: Path) -> None:
 
 
 def load_predictor(settings: Settings):
-    """The checkpoint's Predictor, or the demo model's (built first when absent), with its extractors
-    loaded, and the example videos to offer."""
+    """The checkpoint's Predictor (``demo``: the demo model's, built first when absent, with its
+    clips as examples), with its extractors loaded, and the example videos to offer."""
     from vemo.predict.predictor import Predictor
 
     say = settings.say
     examples = settings.examples
-    if settings.checkpoint is None:
+    if settings.checkpoint == "demo":
         from vemo.predict.demo_model import demo_examples, ensure_demo_model
 
         run_dir = ensure_demo_model(settings.demo_cache_dir, num_videos=settings.demo_num_videos,

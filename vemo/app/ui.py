@@ -73,7 +73,7 @@ class Classifier:
                       **({"label": time_label} if time_label else {})),
             gr.update(value=timeline, visible=timeline is not None),
             present.evidence(prediction),
-            present.modality_table(prediction, self.predictor.modalities),
+            present.modality_table(prediction, self.predictor.shown_modalities),
         )
 
     def _empty(self, status: str, video: str | None = None) -> tuple[Any, ...]:

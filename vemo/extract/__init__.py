@@ -31,6 +31,8 @@ for _name, _target in {
     "rapidocr": "vemo.extract.ocr:RapidOcrText",
     # caption: captions of key frames -> text encoder
     "hf_caption": "vemo.extract.caption:HfCaption",
+    # affect: the zero-shot experts' class scores, derived from faces, audio, speech and ocr
+    "affect": "vemo.extract.affect:AffectExperts",
 }.items():
     EXTRACTORS.register_lazy(_name, _target)
 

@@ -31,14 +31,14 @@ def window_starts(total: int, window: int, count: int) -> np.ndarray:
     return np.clip(starts, 0, max(total - window, 0))
 
 
-def _windows(audio: np.ndarray, window: int, count: int) -> tuple[np.ndarray, bool]:
+def _windows(audio: np.ndarray, window: int, count: int) -> tuple[np.ndarray, bool, np.ndarray]:
     """[count, window] slices of ``audio`` covering the clip; a clip shorter than one window is
-    zero-padded to one (the bool says so)."""
+    zero-padded to one (the bool says so); the seconds of each window's centre."""
     padded = len(audio) < window
     if padded:
         audio = np.pad(audio, (0, window - len(audio)))
     starts = window_starts(len(audio), window, count)
-    return np.stack([audio[s:s + window] for s in starts]), padded
+    return np.stack([audio[s:s + window] for s in starts]), padded, (starts + window / 2) / SAMPLE_RATE
 
 
 def _audio_or_absence(video: DecodedVideo) -> tuple[np.ndarray | None, Extracted | None]:
@@ -50,12 +50,20 @@ def _audio_or_absence(video: DecodedVideo) -> tuple[np.ndarray | None, Extracted
     return np.asarray(audio, dtype=np.float32), None
 
 
+AFFECT_MIN_SCORE = 0.005  # an affect-carrying class scoring below this in every window is left out
+
+
 def _side(tag_scores: np.ndarray, labels: Sequence[str], top_k: int, audio: np.ndarray,
-          padded: bool, window_seconds: float) -> dict[str, Any]:
-    """Top tags by mean score over the windows, plus notes on padding and silence."""
+          padded: bool, window_seconds: float, window_times: np.ndarray,
+          affect: Sequence[int]) -> dict[str, Any]:
+    """Top tags by mean score over the windows, the per-window scores of the classes that carry
+    affect (``affect``: their indices; read by vemo.affect), plus notes on padding and silence."""
     mean = tag_scores.mean(axis=0)
     top = np.argsort(-mean)[:top_k]
-    side: dict[str, Any] = {"tags": [{"label": labels[i], "score": round(float(mean[i]), 4)} for i in top]}
+    side: dict[str, Any] = {"tags": [{"label": labels[i], "score": round(float(mean[i]), 4)} for i in top],
+                            "window_times": [round(float(t), 3) for t in window_times],
+                            "affect_scores": {labels[i]: [round(float(s), 4) for s in tag_scores[:, i]]
+                                              for i in affect if tag_scores[:, i].max() >= AFFECT_MIN_SCORE}}
     notes = []
     if padded:
         notes.append(f"{len(audio) / SAMPLE_RATE:.2f} s of audio zero-padded to one "
@@ -85,6 +93,13 @@ class WindowedAudio(Extractor):
     top_k: int
     labels: list[str]
 
+    def affect_indices(self) -> list[int]:
+        """Indices of this model's classes that the affect tables know."""
+        from vemo.affect.tables import load_tables
+
+        known = load_tables().audioset
+        return [i for i, label in enumerate(self.labels) if label in known]
+
     def window_samples(self) -> int:
         raise NotImplementedError
 
@@ -102,17 +117,18 @@ class WindowedAudio(Extractor):
             if absence is not None:
                 results[i] = absence
                 continue
-            windows, padded = _windows(audio, window, self.num_windows)
+            windows, padded, times = _windows(audio, window, self.num_windows)
             segments.append(windows)
             owners += [i] * len(windows)
-            clips[i] = (audio, padded)
+            clips[i] = (audio, padded, times)
         if segments:
             embeddings, scores = self._run(np.concatenate(segments))
             owners_arr = np.asarray(owners)
-            for i, (audio, padded) in clips.items():
+            affect = self.affect_indices()
+            for i, (audio, padded, times) in clips.items():
                 mine = owners_arr == i
                 results[i] = Extracted(embeddings[mine], side=_side(
-                    scores[mine], self.labels, self.top_k, audio, padded, window / SAMPLE_RATE))
+                    scores[mine], self.labels, self.top_k, audio, padded, window / SAMPLE_RATE, times, affect))
         return results  # type: ignore[return-value]
 
 

@@ -21,7 +21,7 @@ from vemo.io import file_sha256
 from vemo.store import ModalitySpec
 
 # One vocabulary of modality names across vemo.
-MODALITIES = ("frames", "faces", "audio", "speech", "ocr", "caption")
+MODALITIES = ("frames", "faces", "audio", "speech", "ocr", "caption", "affect")
 
 
 @dataclass
@@ -77,6 +77,8 @@ class Extractor:
     kind: ClassVar[str] = "sequence"     # "sequence" or "vector"
     needs_frames: ClassVar[bool] = True  # False: decoding may skip video frames for this extractor
     sample_rate: ClassVar[int | None] = None  # audio rate this extractor reads, None for no audio
+    # a derived extractor reads these modalities' results of the same video (``derive``), not the media
+    derives_from: ClassVar[tuple[str, ...]] = ()
 
     dim: int                             # set in __init__ (may depend on options)
     # what runs the model ("onnxruntime", "torch", "ctranslate2"); recorded in the manifest, so

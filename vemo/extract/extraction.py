@@ -60,7 +60,13 @@ def selected_extractors(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if unknown:
             raise ConfigError(f"modalities={wanted}: {', '.join(unknown)} not in the "
                               f"{cfg['extract'].get('name', '')} profile ({', '.join(sorted(profile))})")
-        profile = {m: profile[m] for m in wanted}
+        chosen = {m: profile[m] for m in wanted}
+    else:
+        chosen = dict(profile)
+    for opts in chosen.values():  # a derived extractor runs the profile's sources it is not given
+        if opts.get("name") == "affect" and not opts.get("source_options"):
+            opts["source_options"] = {m: o for m, o in profile.items() if m != "affect"}
+    profile = chosen
     if not profile:
         raise ConfigError("no extractor selected: the profile is empty")
     return profile

@@ -133,7 +133,8 @@ def configure_threads(extractors: Mapping[str, Extractor], threads: int) -> int:
     threads = max(1, int(threads))
     concurrent = max(1, min(threads, len(extractors)))
     per_extractor = max(1, threads // concurrent)
-    for ex in extractors.values():
+    own_sources = [s for ex in extractors.values() if ex.derives_from for s in ex.active_sources().values()]
+    for ex in [*extractors.values(), *own_sources]:
         for attr in ("threads", "cpu_threads"):
             if getattr(ex, attr, None) == 0:
                 setattr(ex, attr, per_extractor)
@@ -149,7 +150,8 @@ class ExtractorPool:
     def __init__(self, extractors: Mapping[str, Extractor], concurrent: int):
         from concurrent.futures import ThreadPoolExecutor
 
-        self.extractors = dict(extractors)
+        self.extractors = {n: ex for n, ex in extractors.items() if not ex.derives_from}
+        self.derived = {n: ex for n, ex in extractors.items() if ex.derives_from}
         self.concurrent = max(1, int(concurrent))
         self._pool = ThreadPoolExecutor(self.concurrent) if self.concurrent > 1 else None
         self._seconds = {name: 0.0 for name in self.extractors}
@@ -164,9 +166,13 @@ class ExtractorPool:
     def run(self, videos: list[DecodedVideo]) -> dict[str, list[Extracted | BaseException]]:
         order = sorted(self.extractors, key=lambda n: -self._seconds[n])
         if self._pool is None:
-            return {name: self._timed(name, videos) for name in order}
-        futures = {name: self._pool.submit(self._timed, name, videos) for name in order}
-        return {name: futures[name].result() for name in self.extractors}
+            results = {name: self._timed(name, videos) for name in order}
+        else:
+            futures = {name: self._pool.submit(self._timed, name, videos) for name in order}
+            results = {name: futures[name].result() for name in self.extractors}
+        for name, ex in self.derived.items():  # after the others: they read their results
+            results[name] = run_derived(ex, videos, results)
+        return results
 
     def close(self) -> None:
         if self._pool is not None:
@@ -185,6 +191,25 @@ def run_extractor(extractor: Extractor, videos: list[DecodedVideo]) -> list[Extr
         return list(out)
     except Exception:  # noqa: BLE001
         return [_capture(extractor, v) for v in videos]
+
+
+def run_derived(extractor: Extractor, videos: list[DecodedVideo],
+                results: Mapping[str, list[Extracted | BaseException]]) -> list[Extracted | BaseException]:
+    """A derived extractor on a batch, from the results at hand; a failed batch is retried per video."""
+    if not videos:
+        return []
+    shared = {m: results[m] for m in extractor.derives_from if m in results}
+    try:
+        return list(extractor.derive(videos, shared))
+    except Exception:  # noqa: BLE001
+        out: list[Extracted | BaseException] = []
+        for i, video in enumerate(videos):
+            try:
+                out.append(extractor.derive([video], {m: [r[i]] for m, r in shared.items()})[0])
+            except Exception as e:  # noqa: BLE001
+                e.__vemo_traceback__ = traceback.format_exc()  # type: ignore[attr-defined]
+                out.append(e)
+        return out
 
 
 def _capture(extractor: Extractor, video: DecodedVideo) -> Extracted | BaseException:
@@ -351,7 +376,15 @@ def build_extractors(options: Mapping[str, Mapping[str, Any]], device: str) -> d
             raise ConfigError(f"extract.extractors.{modality}: extractor {name!r} makes "
                               f"{ex.modality!r} features, not {modality!r}")
         extractors[modality] = ex
+    share_sources(extractors)
     return extractors
+
+
+def share_sources(extractors: Mapping[str, Extractor]) -> None:
+    """Derived extractors (affect) use the results of the other extractors of the same run."""
+    for ex in extractors.values():
+        if ex.derives_from:
+            ex.share(extractors)
 
 
 def start_decoding(jobs: Sequence[Job], decode: DecodeSettings, video_batch: int, workers: int,

@@ -121,13 +121,23 @@ def _upgrade(hp: dict[str, Any], checkpoint: dict[str, Any], run_dir: Path | Non
                          "it predicts from features, not from videos")
 
 
+MODEL_NAMES = ("zeroshot", "demo")  # what checkpoint= takes besides a path
+
+
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Load a checkpoint with ``torch.load(weights_only=True)`` into an eval-mode FusionNetwork
-    (the network alone: Lightning is never imported for prediction)."""
+    (the network alone: Lightning is never imported for prediction). ``zeroshot`` is the zero-shot
+    affect model; ``demo`` the model trained on the synthetic demo videos (built on first use)."""
     import torch
 
     from vemo.network import RENAMED_HPARAMS, FusionNetwork
 
+    if str(path) == "zeroshot" and not Path(path).exists():
+        from vemo.affect.zeroshot import zeroshot_model
+        return zeroshot_model(device)
+    if str(path) == "demo" and not Path(path).exists():
+        from vemo.predict.demo_model import ensure_demo_model
+        path = ensure_demo_model()
     ckpt_path = resolve_checkpoint(path)
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)

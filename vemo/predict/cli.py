@@ -1,4 +1,4 @@
-"""python -m vemo.predict VIDEO [VIDEO ...] checkpoint=RUN_DIR_OR_CKPT [format=json] [key=value ...]
+"""python -m vemo.predict VIDEO [VIDEO ...] [checkpoint=zeroshot|demo|RUN_DIR_OR_CKPT] [format=json] [key=value ...]
 
 Extracts each video's features with the extractors the checkpoint was trained on, classifies it,
 and prints the ranked classes with the evidence (or JSON). Writes ``predictions.csv`` and, per
@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vemo.cli import given_keys, reported_errors, run_command
+from vemo.cli import reported_errors, run_command
 from vemo.config import CONFIG_DIR
 
 log = logging.getLogger("vemo.predict")
@@ -47,7 +47,7 @@ def find_inputs(positional: list[str], spec: Any) -> list[Any]:
         for item in ([spec] if isinstance(spec, str) else list(spec)):
             found += find_videos(str(item))
     if not found:
-        raise ConfigError("no video given: python -m vemo.predict VIDEO [VIDEO ...] checkpoint=RUN_DIR "
+        raise ConfigError("no video given: python -m vemo.predict VIDEO [VIDEO ...] [checkpoint=RUN_DIR] "
                           "(or input=FOLDER, a glob or a .txt list)")
     ids = unique_ids([v.id for v in found])
     return [VideoInput(i, v.path, v.label) for i, v in zip(ids, found)]
@@ -89,10 +89,9 @@ def predict(cfg: DictConfig) -> int:
     say(f"model: {predictor.describe()}")
     for note in predictor.loaded.notes:
         say(f"note: {note}")
-    specs = predictor.feature_specs or {}
-    say("extractors: " + ", ".join(f"{m}={(spec.get('extractor') or {}).get('name')}" for m, spec in specs.items()))
+    say("extractors: " + predictor.describe_extractors())
 
-    csv_writer = CsvWriter(out / "predictions.csv", predictor.classes, predictor.modalities)
+    csv_writer = CsvWriter(out / "predictions.csv", predictor.classes, predictor.shown_modalities)
     results = []
     bar = tqdm(total=len(videos), desc="predicting", unit="video", file=sys.stderr, dynamic_ncols=True,
                disable=len(videos) == 1)
@@ -129,7 +128,7 @@ def predict(cfg: DictConfig) -> int:
         for prediction, files in results:
             if detailed:
                 print()
-                print(format_prediction(prediction, predictor.modalities, files, cfg.top_k))
+                print(format_prediction(prediction, predictor.shown_modalities, files, cfg.top_k))
         if not detailed:
             print()
             print(format_summary(predictions))
@@ -155,13 +154,6 @@ def main() -> None:
     videos, rest = split_arguments(sys.argv[1:])
     _POSITIONAL[:] = videos
     sys.argv = [sys.argv[0], *rest]
-    given = given_keys(rest)
-    if given is not None:
-        with reported_errors():
-            if "checkpoint" not in given:
-                from vemo.errors import ConfigError
-                raise ConfigError("checkpoint must be given: python -m vemo.predict VIDEO checkpoint=RUN_DIR "
-                                  "(a run folder of python -m vemo.train, or a .ckpt file)")
     run_command(_hydra_main, "predict", rest)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from vemo.compare import leaf_differences, short
 from vemo.errors import PredictError
-from vemo.predict.affect import valence_arousal
+from vemo.affect.circumplex import valence_arousal
 from vemo.predict.checkpoint import LoadedModel, load_model
 
 MAX_TIMELINE_STRETCHES = 12
@@ -118,8 +118,14 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", threads: int | None = None) -> "Predictor":
-        """``path``: a ``.ckpt`` file or a run folder (its best checkpoint)."""
+        """``path``: a ``.ckpt`` file, a run folder (its best checkpoint), or a model's name:
+        ``zeroshot`` (the zero-shot affect experts) or ``demo`` (the model of the synthetic demo videos)."""
         return cls(load_model(path, device=device), device=device, threads=threads)
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, device: str = "cpu", threads: int | None = None) -> "Predictor":
+        """A ready model by name (``zeroshot``, ``demo``) or path; see ``from_checkpoint``."""
+        return cls.from_checkpoint(name, device=device, threads=threads)
 
     # ---------------------------------------------------------------- what the checkpoint knows
     @property
@@ -147,11 +153,42 @@ class Predictor:
         return self.loaded.feature_specs
 
     @property
+    def source_modalities(self) -> list[str]:
+        """Modalities extracted only because a derived modality of the model (affect) reads them."""
+        specs = self.feature_specs or {}
+        found = [s for m in self.modalities
+                 for s in ((specs.get(m) or {}).get("extractor") or {}).get("source_extractors") or {}]
+        return [s for s in dict.fromkeys(found) if s not in self.modalities]
+
+    @property
+    def shown_modalities(self) -> list[str]:
+        """What a prediction reports on: the model's modalities and their sources; for the zero-shot
+        model its sources alone (its one modality, affect, only carries their tokens)."""
+        return self.source_modalities if self.is_zeroshot else [*self.modalities, *self.source_modalities]
+
+    @property
     def checkpoint_path(self) -> Path:
         return self.loaded.path
 
+    def describe_extractors(self) -> str:
+        """``modality=extractor`` for each modality, a derived one followed by its sources."""
+        parts = []
+        for m, spec in (self.feature_specs or {}).items():
+            settings = spec.get("extractor") or {}
+            sources = [f"{s}={o.get('name')}" for s, o in (settings.get("source_extractors") or {}).items()]
+            fed = f" (from {', '.join(sources)})" if sources else ""
+            parts.append(f"{m}={settings.get('name')}{fed}")
+        return ", ".join(parts)
+
+    @property
+    def is_zeroshot(self) -> bool:
+        return self.loaded.hparams.get("fusion", {}).get("name") == "zeroshot"
+
     def describe(self) -> str:
         """One line naming the model, for command output and the web page."""
+        if self.is_zeroshot:
+            from vemo.affect.zeroshot import describe_zeroshot
+            return describe_zeroshot(self.classes) + f"; {self.loaded.extract_profile} profile"
         hp = self.loaded.hparams
         where = self.loaded.run_dir or self.loaded.path
         profile = f", {self.loaded.extract_profile} profile" if self.loaded.extract_profile else ""
@@ -231,7 +268,8 @@ class Predictor:
             self.check_feature_specs(specs)
         present = [m for m in self.modalities if features.get(m) is not None and len(features[m])]
         states = {m: ("ok" if m in present else "absent") for m in self.modalities}
-        if not present:
+        without_evidence = not present and getattr(self.model, "answers_without_evidence", False)
+        if not present and not without_evidence:
             return Prediction(id=id, classes=self.classes, probs=np.zeros(len(self.classes)),
                               multilabel=self.multilabel, states=states,
                               error="no modality the model uses has features for this video")
@@ -240,7 +278,9 @@ class Predictor:
         prediction = Prediction(id=id, classes=self.classes, probs=probs, multilabel=self.multilabel,
                                 states=states, duration=duration,
                                 valence_arousal=valence_arousal(probs, self.classes, self.multilabel))
-        if explain:
+        if without_evidence:
+            prediction.notes.append("no evidence in any modality: the answer is the prior")
+        if explain and present:
             self._explain(prediction, feats, masks, kept[0], present, token_times, duration)
         return prediction
 
@@ -251,9 +291,10 @@ class Predictor:
         import torch
 
         top = int(np.argmax(prediction.probs))
-        variants: list[dict[str, Any]] = []   # each: modality -> boolean keep-mask over its tokens
-        for m in present:
-            variants.append({m: masks[m][0] & False})
+        # what is left out in turn: each modality, or the model's own groups (the zero-shot model's sources)
+        groups = (self.model.explain_groups(feats, masks) if hasattr(self.model, "explain_groups")
+                  else {m: {m: masks[m][0] & False} for m in present})
+        variants: list[dict[str, Any]] = list(groups.values())  # each: modality -> keep-mask over its tokens
         stretches = []
         times = {}
         if token_times and duration and duration > 0:
@@ -288,9 +329,9 @@ class Predictor:
                 vm[m][i] = keep
         probs = self._probs(vf, vm)[:, top]
         base = float(prediction.probs[top])
-        for i, m in enumerate(present):
-            prediction.contributions[m] = base - float(probs[i])
-        j = len(present)
+        for i, name in enumerate(groups):
+            prediction.contributions[name] = base - float(probs[i])
+        j = len(groups)
         timeline = []
         for start, end, variant in stretches:
             delta = 0.0
@@ -347,7 +388,7 @@ class _Pipeline:
     @classmethod
     def build(cls, predictor: Predictor) -> "_Pipeline":
         from vemo.extract.runner import (DecodeSettings, ExtractorPool, configure_threads, decode_settings_for,
-                                         load_extractors, store_specs)
+                                         load_extractors, share_sources, store_specs)
 
         recorded = predictor.feature_specs
         where = predictor.loaded.path
@@ -373,6 +414,13 @@ class _Pipeline:
             raise PredictError(f"checkpoint {where}: its modalities were decoded with different settings")
         started = time.perf_counter()
         extractors = {m: _extractor_from_spec(m, recorded[m], predictor.device) for m in predictor.modalities}
+        # a derived modality (affect) reads other extractors' results: those run too, as helpers
+        for m in list(extractors):
+            sources = (recorded[m].get("extractor") or {}).get("source_extractors") or {}
+            for source, settings in sources.items():
+                if source not in extractors:
+                    extractors[source] = _extractor_from_spec(source, {"extractor": settings}, predictor.device)
+        share_sources(extractors)
         decode = decode_settings_for(extractors, DecodeSettings(
             num_frames=int(decode_opts.get("num_frames") or 16), fps=decode_opts.get("fps"),
             max_side=int(decode_opts.get("max_side") or 960), max_audio_seconds=decode_opts.get("max_audio_seconds")))
@@ -389,11 +437,13 @@ class _Pipeline:
         from concurrent.futures import ThreadPoolExecutor
         from dataclasses import replace
 
-        from vemo.extract.runner import DecodeDataset, ExtractorPool, run_extractor
+        from vemo.extract.runner import DecodeDataset, ExtractorPool, run_derived, run_extractor
 
         job = _job(path, video_id)
-        listening = {m: ex for m, ex in self.extractors.items() if not ex.needs_frames}
-        looking = {m: ex for m, ex in self.extractors.items() if ex.needs_frames}
+        derived = {m: ex for m, ex in self.extractors.items() if ex.derives_from}
+        direct = {m: ex for m, ex in self.extractors.items() if not ex.derives_from}
+        listening = {m: ex for m, ex in direct.items() if not ex.needs_frames}
+        looking = {m: ex for m, ex in direct.items() if ex.needs_frames}
         if not listening or not looking or not self.decode.need_frames:
             return self.run(predictor, [DecodeDataset([job], self.decode, hash_files=False)[0]], explain)[0]
         started = time.perf_counter()
@@ -415,8 +465,13 @@ class _Pipeline:
                 finally:
                     pool.close()
             results = {**heard.result(), **seen}
+            if item.video is not None:
+                for m, ex in derived.items():  # after the others: they read their results
+                    results[m] = run_derived(ex, [item.video], {n: [r] for n, r in results.items()})[0]
         item.seconds = decode_seconds
-        return self.run(predictor, [item], explain, results={m: [results[m]] for m in self.extractors},
+        undecoded = RuntimeError("not decoded")  # only read when the frames decoded (run() checks)
+        return self.run(predictor, [item], explain,
+                        results={m: [results.get(m, undecoded)] for m in self.extractors},
                         extract_seconds=time.perf_counter() - started - decode_seconds)[0]
 
     def run(self, predictor: Predictor, batch: list[Any], explain: bool,
@@ -445,13 +500,17 @@ class _Pipeline:
             times = {m: _token_times(m, checked.features[m], video, checked.side, self.specs[m].kind)
                      for m in self.specs}
             started = time.perf_counter()
-            prediction = predictor.predict_features(checked.features, id=vid, token_times=times,
-                                                    duration=video.duration, explain=explain)
+            prediction = predictor.predict_features({m: checked.features[m] for m in predictor.modalities},
+                                                    id=vid, token_times=times, duration=video.duration,
+                                                    explain=explain)
             classify_seconds = time.perf_counter() - started
             prediction.source = item.job.video.path
             prediction.states = dict(checked.states)
+            for source, used in ((checked.side.get("affect") or {}).get("sources") or {}).items():
+                if prediction.states.get(source) == "ok" and used == "0 tokens":  # read, but nothing affective
+                    prediction.states[source] = "ok, no affect cue"
             prediction.duration = video.duration
-            prediction.notes = list(video.notes)
+            prediction.notes = [*prediction.notes, *video.notes]
             if not prediction.ok:
                 reasons = "; ".join(f"{m} {s}" for m, s in checked.states.items())
                 prediction.error = f"nothing to classify from: {reasons}"
@@ -472,22 +531,35 @@ def _job(path: Path, video_id: str):
     return Job(VideoInput(id=video_id, path=str(path.absolute()), label=""), size=-1, mtime=-1.0)
 
 
-def _extractor_from_spec(modality: str, spec: Mapping[str, Any], device: str):
-    """Rebuild an extractor from its manifest entry: the recorded settings that are constructor
-    options are passed back (a text encoder recorded as ``{"name": ...}`` by its name)."""
-    from vemo.extract import EXTRACTORS, create
-    from vemo.extract.runner import model_errors
+def options_from_settings(modality: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor options (``name`` included) that rebuild an extractor from its recorded
+    settings: those that are constructor options are passed back (a text encoder recorded as
+    ``{"name": ...}`` by its name; a derived extractor's sources from their own records)."""
+    from vemo.extract import EXTRACTORS
 
-    settings = dict(spec.get("extractor") or {})
+    settings = dict(settings)
     name = settings.pop("name", None)
     if not name or name not in EXTRACTORS:
         raise PredictError(f"{modality}: the checkpoint's extractor {name!r} is not one vemo knows "
                            f"(known: {', '.join(EXTRACTORS.names())})")
     params = inspect.signature(EXTRACTORS.get(name)).parameters
-    options = {}
+    options: dict[str, Any] = {"name": name}
     for key, value in settings.items():
         if key in params and key not in ("device", "batch_size", "threads"):
             options[key] = value["name"] if isinstance(value, Mapping) and "name" in value else value
+    if "source_options" in params:
+        options["source_options"] = {m: options_from_settings(m, s)
+                                     for m, s in (settings.get("source_extractors") or {}).items()}
+    return options
+
+
+def _extractor_from_spec(modality: str, spec: Mapping[str, Any], device: str):
+    """Rebuild an extractor from its manifest entry (see ``options_from_settings``)."""
+    from vemo.extract import create
+    from vemo.extract.runner import model_errors
+
+    options = options_from_settings(modality, spec.get("extractor") or {})
+    name = options.pop("name")
     with model_errors(modality, name):
         return create(name, device=device, **options)
 
@@ -499,6 +571,9 @@ def _token_times(modality: str, features: np.ndarray | None, video: Any, side: M
         return None
     n = len(features)
     frame_times = np.asarray(video.frame_times, dtype=np.float64)
+    recorded = (side.get(modality) or {}).get("token_times")
+    if recorded is not None and len(recorded) == n:  # a derived modality says when each token is
+        return np.array([np.nan if t is None else t for t in recorded], dtype=np.float64)
     if modality == "faces":
         frames = (side.get("faces") or {}).get("frames") or []
         times = [f.get("time") for f in frames if "expression" in f]

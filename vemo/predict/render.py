@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
-from vemo.predict.affect import class_positions
+from vemo.affect.circumplex import class_positions
 
 if TYPE_CHECKING:
     from vemo.predict.predictor import Prediction
