@@ -10,6 +10,8 @@ import wave
 import numpy as np
 import pytest
 
+from tests import tiny_models
+
 from vemo.errors import ConfigError
 from vemo.extract import create
 from vemo.extract.base import DecodedVideo
@@ -107,16 +109,7 @@ def test_yamnet_batch_equals_one_by_one(yamnet):
 # -- AST (tiny random model) ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_ast(tmp_path_factory):
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
-
-    folder = tmp_path_factory.mktemp("tiny-ast")
-    labels = {0: "Speech", 1: "Music", 2: "Noise"}
-    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                       num_mel_bins=32, max_length=128, id2label=labels,
-                       label2id={v: k for k, v in labels.items()})
-    ASTForAudioClassification(config).save_pretrained(folder)
-    ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(folder)
-    return folder
+    return tiny_models.tiny_ast(tmp_path_factory.mktemp("tiny-ast"))
 
 
 def test_ast_tiny_model_windows_and_tags(tiny_ast):

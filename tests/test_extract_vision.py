@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests import tiny_models
+
 from vemo.extract import create
 from vemo.extract.base import DecodedVideo
 from vemo.extract.faces import (FER_LABELS, decode_boxes, largest, nms, prior_boxes)
@@ -158,19 +160,7 @@ def test_resize_center_crop_keeps_the_centre():
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    config = CLIPConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         vocab_size=64, max_position_embeddings=16,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=12)
-    CLIPModel(config).eval().save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
+    return tiny_models.tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 def test_clip_from_a_local_folder(tiny_clip):
@@ -370,16 +360,7 @@ def keras_reference(path, x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory):
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    labels = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
-    config = ViTConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                       image_size=32, patch_size=8, num_labels=7,
-                       id2label=dict(enumerate(labels)), label2id={k: i for i, k in enumerate(labels)})
-    ViTForImageClassification(config).eval().save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
+    return tiny_models.tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
 
 
 def test_vit_faces_from_a_local_folder(tiny_vit, astronaut):

@@ -32,7 +32,9 @@ class VideoClassifier(L.LightningModule):
         modality_dims: input feature size per modality, e.g. ``{"frames": 512, "audio": 768}``.
         classes: class names, in label-index order.
         fusion: fusion config: ``name`` of a registered head plus its options.
-        classifier_hidden, classifier_dropout: the MLP that maps the fused vector to class logits.
+        classifier_hidden, classifier_dropout: the MLP that maps the fused vector to class logits
+            (``classifier_hidden=0``: one linear layer, the published classifiers' layout).
+        proj_norm: a LayerNorm after each modality's projection (off in the published classifiers).
         multilabel: BCE over independent classes instead of softmax cross-entropy.
         class_weights: ``None``, ``"balanced"`` (inverse training frequency; pass ``class_counts``)
             or one weight per class.
@@ -55,7 +57,7 @@ class VideoClassifier(L.LightningModule):
                  label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None,
                  class_counts: Sequence[int] | None = None, preprocessing: Mapping[str, Any] | None = None,
                  feature_specs: Mapping[str, Mapping[str, Any]] | None = None,
-                 extract_profile: str | None = None, **renamed: Any):
+                 extract_profile: str | None = None, proj_norm: bool = True, **renamed: Any):
         super().__init__()
         unknown = set(renamed) - set(RENAMED_HPARAMS)
         if unknown:
@@ -70,7 +72,7 @@ class VideoClassifier(L.LightningModule):
         num_classes = len(self.classes)
         # the same parts, under the same names, as FusionNetwork: checkpoints load into either
         for part_name, part in build_parts(modality_dims, num_classes, fusion, d_model, proj_dropout,
-                                           classifier_hidden, classifier_dropout).items():
+                                           classifier_hidden, classifier_dropout, proj_norm).items():
             setattr(self, part_name, part)
         self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix

