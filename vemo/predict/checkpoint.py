@@ -55,6 +55,7 @@ class LoadedModel:
     extract_profile: str | None
     hparams: dict[str, Any] = field(default_factory=dict)  # the training run's model hyperparameters
     notes: list[str] = field(default_factory=list)  # how an old checkpoint was upgraded
+    training: dict[str, Any] = field(default_factory=dict)  # split sizes and where the split came from
 
 
 def _run_dir_of(ckpt: Path) -> Path | None:
@@ -138,6 +139,10 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     if str(path) == "demo" and not Path(path).exists():
         from vemo.predict.demo_model import ensure_demo_model
         path = ensure_demo_model()
+    from vemo.predict.pretrained import load_pretrained, resolve_pretrained
+    folder = resolve_pretrained(path)  # a model folder (save_pretrained) or a Hub id
+    if folder is not None:
+        return load_pretrained(folder, device=device)
     ckpt_path = resolve_checkpoint(path)
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -158,6 +163,9 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     except (KeyError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PredictError(f"checkpoint={ckpt_path}: its weights do not fit its recorded model ({first})") from None
+    run = checkpoint.get("vemo_run") or {}
+    training = {"split_counts": {k: len(v) for k, v in (run.get("split_ids") or {}).items()},
+                "split_source": run.get("split_source")} if run else {}
     return LoadedModel(model=model, path=ckpt_path, run_dir=run_dir, preprocessing=dict(hp["preprocessing"]),
                        feature_specs=hp.get("feature_specs"), extract_profile=hp.get("extract_profile"),
-                       hparams=hp, notes=notes)
+                       hparams=hp, notes=notes, training=training)

@@ -124,8 +124,14 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, name: str | Path, device: str = "cpu", threads: int | None = None) -> "Predictor":
-        """A ready model by name (``zeroshot``, ``demo``) or path; see ``from_checkpoint``."""
+        """A model folder written by ``save_pretrained``, a Hugging Face Hub id of one (``owner/name``),
+        a model's name (``zeroshot``, ``demo``), a run folder or a ``.ckpt`` file."""
         return cls.from_checkpoint(name, device=device, threads=threads)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write this model as a self-contained folder: safetensors weights, config.json, a model card."""
+        from vemo.predict.pretrained import save_pretrained
+        return save_pretrained(self, folder)
 
     # ---------------------------------------------------------------- what the checkpoint knows
     @property
