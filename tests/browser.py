@@ -158,6 +158,18 @@ def upload(driver, path: str | os.PathLike, timeout: float = RESULT_TIMEOUT_S) -
     return wait_for_status(driver, timeout)
 
 
+def classify_link(driver, url: str, timeout: float = RESULT_TIMEOUT_S) -> str:
+    """Type ``url`` into the link box, press its button, and return the final status text."""
+    from selenium.webdriver.common.by import By
+
+    clear_upload(driver)
+    box = driver.find_element(By.CSS_SELECTOR, "#link textarea, #link input")
+    box.clear()
+    box.send_keys(url)
+    driver.find_element(By.CSS_SELECTOR, "#fetch").click()
+    return wait_for_status(driver, timeout)
+
+
 def click_example(driver, label: str, timeout: float = RESULT_TIMEOUT_S) -> str:
     from selenium.webdriver.common.by import By
 
@@ -180,20 +192,26 @@ def screenshot(driver, path: str | os.PathLike) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """Screenshot of the demo model classifying its first example clip, for the README."""
+    """Screenshot of the app, for the docs: ``python -m tests.browser OUT.png [CLIP] [key=value ...]``
+    uploads CLIP to the default (zero-shot) model; without a clip, the demo model's first example."""
     import tempfile
 
     out = Path(argv[0] if argv else "docs/images/app.png")
+    clip = next((a for a in argv[1:] if "=" not in a), None)
+    overrides = [a for a in argv[1:] if "=" in a] or ([] if clip else ["checkpoint=demo"])
     logs = tempfile.TemporaryDirectory(prefix="vemo-app-screenshot-")
-    app = start_app([f"port={free_port()}"], Path(logs.name) / "app.log", timeout=1800)
+    app = start_app([f"port={free_port()}", *overrides], Path(logs.name) / "app.log", timeout=1800)
     driver = None
     try:
         driver = start_chrome()
         open_page(driver, app.url)
         from selenium.webdriver.common.by import By
 
-        first = driver.find_elements(By.CSS_SELECTOR, "#examples button")[0].text.strip()
-        print(click_example(driver, first))
+        if clip:
+            print(upload(driver, clip))
+        else:
+            first = driver.find_elements(By.CSS_SELECTOR, "#examples button")[0].text.strip()
+            print(click_example(driver, first))
         screenshot(driver, out)
         print(f"wrote {out}")
     finally:

@@ -15,8 +15,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser import (App, clear_upload, click_example, find_browser, free_port, open_page, screenshot,
-                           start_app, start_chrome, text_of, upload)
+from tests.browser import (App, classify_link, clear_upload, click_example, find_browser, free_port, open_page,
+                           screenshot, start_app, start_chrome, text_of, upload)
 from tests.media import write_video
 
 # the shared model is built first when this module runs alone
@@ -187,6 +187,36 @@ def test_a_video_without_sound_is_classified_saying_what_was_absent(app: App, br
     table = text_of(browser, "modalities")
     assert re.search(r"^audio \(sounds, music\) absent: no audio stream –$", table, re.MULTILINE), table
     assert re.search(r"^frames \(scenes\) ok [+-]\d+\.\d points$", table, re.MULTILINE), table
+
+
+def test_a_link_is_downloaded_and_classified(app: App, browser, clips, artifacts, tmp_path):
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    clip = Path(list(clips.values())[0]["path"])
+    shutil.copy(clip, tmp_path / clip.name)
+    (tmp_path / "notes.html").write_text("<html><body>no video here</body></html>")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        open_page(browser, app.url)
+        status = classify_link(browser, f"{base}/{clip.name}")
+        screenshot(browser, artifacts / "link.png")
+        assert status.startswith(f"{clip.name}: "), status
+        assert text_of(browser, "modalities").count(" ok ") == 4
+        assert list(app.upload_dir.rglob(clip.name)), "the download is not in the app's own folder"
+        refused = classify_link(browser, f"{base}/notes.html")
+        assert refused.startswith("Could not use the link:") and "no video could be downloaded" in refused, refused
+    finally:
+        httpd.shutdown()
 
 
 def test_stopping_the_app_deletes_its_uploads(app: App):

@@ -76,6 +76,28 @@ class Classifier:
             present.modality_table(prediction, self.predictor.shown_modalities),
         )
 
+    def from_link(self, url: str | None) -> tuple[Any, ...]:
+        """A link's video (or a page's: yt-dlp), downloaded into the app's own temporary folder within
+        the size limit, then classified as an upload."""
+        import os
+        import tempfile
+
+        from vemo.extract.links import LinkError, download, is_link
+
+        url = (url or "").strip()
+        if not url:
+            return self._empty("")
+        if not is_link(url):
+            return self._empty(f"**Refused:** {present.escape(url)} is not an http(s) link")
+        folder = tempfile.mkdtemp(prefix="link-", dir=os.environ.get("GRADIO_TEMP_DIR") or None)
+        try:
+            path = download(url, Path(folder), self.limits.max_bytes)
+        except LinkError as e:
+            log.info("link refused: %s", e)
+            return self._empty(f"**Could not use the link:** {present.escape(e)}")
+        log.info("%s -> %s", url, path.name)
+        return self(str(path))
+
     def _empty(self, status: str, video: str | None = None) -> tuple[Any, ...]:
         """Only the status (and the video, when there is one to show); every result cleared."""
         return (
@@ -109,6 +131,10 @@ def build_page(predictor: "Predictor", limits: UploadLimits, examples: Sequence[
         with gr.Row():
             with gr.Column(scale=2):
                 upload = gr.File(label="Video", file_count="single", type="filepath", elem_id="upload")
+                with gr.Row():
+                    link = gr.Textbox(label="or a link to a video, or to a page that shows one", lines=1,
+                                      placeholder="https://...", elem_id="link", scale=4)
+                    fetch = gr.Button("Classify the link", elem_id="fetch", scale=1)
                 status = gr.Markdown("", elem_id="status")
                 video = gr.Video(label="The video", interactive=False, visible=False, elem_id="video")
                 if examples:
@@ -133,6 +159,11 @@ def build_page(predictor: "Predictor", limits: UploadLimits, examples: Sequence[
         outputs = [status, video, probs, circumplex, key_frame, timeline, evidence, modalities]
         # always_last: a file chosen while another is still being classified (or while clearing the
         # previous one is still on its way) is classified next, never dropped
+        # one queue for uploads and links: the model serves one video at a time
         upload.change(classify, inputs=[upload], outputs=outputs, api_name="classify",
-                      show_progress="full", concurrency_limit=1, trigger_mode="always_last")
+                      show_progress="full", concurrency_limit=1, concurrency_id="classify",
+                      trigger_mode="always_last")
+        for event in (fetch.click, link.submit):
+            event(classify.from_link, inputs=[link], outputs=outputs, api_name=False, show_progress="full",
+                  concurrency_limit=1, concurrency_id="classify")
     return page

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,26 +27,38 @@ _POSITIONAL: list[str] = []  # video arguments without "key=": Hydra only parses
 
 def split_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
     """(videos, Hydra arguments): a plain argument that is not an override or a flag is a video."""
+    from vemo.extract.links import is_link
+
     videos, rest = [], []
     for arg in argv:
-        if "=" not in arg and not arg.startswith("-") and rest[-1:] not in (["-c"], ["--cfg"], ["--package"], ["-p"]):
+        if is_link(arg) or ("=" not in arg and not arg.startswith("-")
+                            and rest[-1:] not in (["-c"], ["--cfg"], ["--package"], ["-p"])):
             videos.append(arg)
         else:
             rest.append(arg)
     return videos, rest
 
 
-def find_inputs(positional: list[str], spec: Any) -> list[Any]:
+def find_inputs(positional: list[str], spec: Any, downloads: Path | None = None,
+                max_bytes: int | None = None, say=lambda *a: None) -> list[Any]:
+    """The videos to classify; links are downloaded into ``downloads`` first (at most ``max_bytes`` each)."""
     from vemo.errors import ConfigError
     from vemo.extract.inputs import VideoInput, find_videos
+    from vemo.extract.links import download, is_link
     from vemo.predict.report import unique_ids
 
     found: list[VideoInput] = []
-    for item in positional:
-        found += find_videos(item)
-    if spec:
-        for item in ([spec] if isinstance(spec, str) else list(spec)):
-            found += find_videos(str(item))
+    items = list(positional) + ([] if not spec else [spec] if isinstance(spec, str) else [str(s) for s in spec])
+    for item in items:
+        if is_link(item):
+            if downloads is None:
+                raise ConfigError(f"{item}: links need a download folder")
+            say(f"downloading {item} ...")
+            path = download(item, downloads / f"{len(found):03d}", max_bytes)
+            say(f"  -> {path.name} ({path.stat().st_size / 1e6:.1f} MB)")
+            found.append(VideoInput(path.stem, str(path), ""))
+        else:
+            found += find_videos(item)
     if not found:
         raise ConfigError("no video given: python -m vemo.predict VIDEO [VIDEO ...] [checkpoint=RUN_DIR] "
                           "(or input=FOLDER, a glob or a .txt list)")
@@ -63,13 +76,7 @@ def want_plots(setting: Any, count: int) -> bool:
 
 
 def predict(cfg: DictConfig) -> int:
-    from tqdm import tqdm
-
     from vemo.errors import ConfigError
-    from vemo.io import atomic_write_json
-    from vemo.predict.predictor import Predictor
-    from vemo.predict.render import save_key_frame, save_timeline
-    from vemo.predict.report import CsvWriter, format_prediction, format_summary, safe_folder_name
     from vemo.validation import non_negative_int, positive_int
 
     if cfg.format not in ("text", "json"):
@@ -78,12 +85,26 @@ def predict(cfg: DictConfig) -> int:
     non_negative_int(cfg.decode_workers, "decode_workers")
     if cfg.top_k is not None:
         positive_int(cfg.top_k, "top_k")
-    videos = find_inputs(_POSITIONAL, cfg.input)
-    plots = want_plots(cfg.plots, len(videos))
+    positive_int(cfg.max_download_mb, "max_download_mb")
     out = Path(str(cfg.out)).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     text = cfg.format == "text"
     say = (lambda *a: print(*a, flush=True)) if text else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory(prefix="vemo-links-") as downloads:  # what links bring, removed after
+        videos = find_inputs(_POSITIONAL, cfg.input, Path(downloads), int(cfg.max_download_mb) * 1_000_000,
+                             lambda *a: print(*a, file=sys.stderr, flush=True))
+        return _predict(cfg, videos, out, text, say)
+
+
+def _predict(cfg: DictConfig, videos: list[Any], out: Path, text: bool, say) -> int:
+    from tqdm import tqdm
+
+    from vemo.io import atomic_write_json
+    from vemo.predict.predictor import Predictor
+    from vemo.predict.render import save_key_frame, save_timeline
+    from vemo.predict.report import CsvWriter, format_prediction, format_summary, safe_folder_name
+
+    plots = want_plots(cfg.plots, len(videos))
 
     predictor = Predictor.from_checkpoint(str(cfg.checkpoint), device=str(cfg.device), threads=cfg.threads)
     say(f"model: {predictor.describe()}")
