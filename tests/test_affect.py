@@ -168,12 +168,19 @@ def test_extraction_writes_the_affect_modality_with_its_sources(clips, tmp_path)
     assert tokens.shape[1] == TABLES.token_dim and len(tokens) == len(side["token_times"])
 
 
-@pytest.mark.slow
-def test_the_zero_shot_model_reads_real_videos_and_says_why(clips):
+@pytest.fixture(scope="module")
+def zeroshot():
     from vemo import Predictor
 
     predictor = Predictor.from_pretrained("zeroshot")
-    try:
+    yield predictor
+    predictor.close()
+
+
+@pytest.mark.slow
+def test_the_zero_shot_model_reads_real_videos_and_says_why(clips, zeroshot):
+    predictor = zeroshot
+    if True:
         assert predictor.classes == list(TABLES.classes) and predictor.modalities == ["affect"]
         assert "zero-shot" in predictor.describe() and predictor.shown_modalities == ["audio", "faces", "ocr", "speech"]
         sad = predictor.predict(clips / "demo" / "videos" / "sadness" / "0000.mp4")
@@ -188,19 +195,47 @@ def test_the_zero_shot_model_reads_real_videos_and_says_why(clips):
 
         grey = predictor.predict(clips / "grey.mp4")  # no face, no sound, no text: no evidence at all
         assert grey.top == "neutral" and grey.ranked[0][1] == pytest.approx(TABLES.prior.max(), abs=1e-4)
-        assert not grey.contributions
-    finally:
-        predictor.close()
+        assert not grey.contributions and "no evidence in any modality: the answer is the prior" in grey.notes
 
 
 @pytest.mark.slow
-def test_predict_defaults_to_the_zero_shot_model(clips, subprocess_env, tmp_path):
-    import subprocess
+def test_predict_defaults_to_the_zero_shot_model(clips, zeroshot, tmp_path, monkeypatch, capsys):
+    """The command's default model (its loading is the fixture's; the command line itself: test_predict)."""
+    from vemo import Predictor
+    from vemo.config import load_config
+    from vemo.predict.cli import predict
 
+    asked = []
+    monkeypatch.setattr(Predictor, "from_checkpoint", classmethod(lambda cls, name, **k: asked.append(name) or zeroshot))
     clip = clips / "demo" / "videos" / "surprise" / "0000.mp4"
-    proc = subprocess.run([sys.executable, "-m", "vemo.predict", str(clip), "format=json", f"out={tmp_path / 'o'}"],
-                          env=subprocess_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads(proc.stdout)
-    assert doc["top"] == "surprise" and set(doc["probabilities"]) == set(TABLES.classes)
-    assert "model: zero-shot affect experts" in proc.stderr and "affect=affect (from audio=yamnet" in proc.stderr
+    assert predict(load_config([f"input={clip}", "format=json", f"out={tmp_path / 'o'}"], config_name="predict")) == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert asked == ["zeroshot"] and doc["top"] == "surprise" and set(doc["probabilities"]) == set(TABLES.classes)
+    assert "model: zero-shot affect experts" in out.err and "affect=affect (from audio=yamnet" in out.err
+
+
+def test_a_head_with_the_zero_shot_prior_starts_from_the_experts_answer():
+    from vemo.affect.zeroshot import ZeroShotAffect
+    from vemo.errors import ConfigError
+    from vemo.model import VideoClassifier
+    from vemo.network import FusionNetwork
+
+    classes = ["anger", "happy", "sadness"]  # a synonym (happy = joy) and a subset of the experts' classes
+    model = VideoClassifier({"affect": TABLES.token_dim, "frames": 8}, classes, {"name": "gated"}, d_model=16,
+                            classifier_hidden=16, zeroshot_prior=True).eval()
+    sad = make_token(np.eye(K)[TABLES.classes.index("sadness")], "faces", 1.0, TABLES)
+    feats = {"affect": torch.tensor(np.stack([sad, sad]))[None], "frames": torch.randn(1, 3, 8)}
+    masks = {"affect": torch.ones(1, 2, dtype=torch.bool), "frames": torch.ones(1, 3, dtype=torch.bool)}
+    with torch.no_grad():
+        logits = model(feats, masks)
+        experts = ZeroShotAffect()(feats, masks)[0, [TABLES.classes.index(c) for c in ("anger", "joy", "sadness")]]
+    np.testing.assert_allclose(torch.softmax(logits, -1)[0].numpy(), torch.softmax(experts, -1).numpy(), atol=1e-6)
+    assert classes[int(logits.argmax())] == "sadness"
+    net = FusionNetwork.from_checkpoint({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)})
+    with torch.no_grad():
+        np.testing.assert_allclose(net(feats, masks).numpy(), logits.numpy(), atol=1e-6)  # prediction loads it
+    with pytest.raises(ConfigError, match="needs the affect modality"):
+        VideoClassifier({"frames": 8}, classes, {"name": "gated"}, zeroshot_prior=True)
+    with pytest.raises(ConfigError, match="knows anger, disgust, .*not drama"):
+        VideoClassifier({"affect": TABLES.token_dim}, ["drama", "anger"], {"name": "gated"}, zeroshot_prior=True)

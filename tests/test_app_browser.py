@@ -102,7 +102,8 @@ def test_page_classifies_an_uploaded_clip_and_shows_why(app: App, browser, clips
     classes = (root / "videos" / "classes.txt").read_text().split()
     open_page(browser, app.url)
     intro = text_of(browser, "intro")
-    assert "crossattn over audio, frames, ocr, speech" in intro and str(run_dir) in intro, intro
+    assert "the synthetic demo model: crossattn trained on vemo's generated demo videos" in intro, intro
+    assert "not on real emotions" in intro and str(run_dir) in intro, intro
     assert f"{MAX_UPLOAD_MB} MB" in intro and f"{MAX_SECONDS} s" in intro, intro
 
     clip = next(iter(clips.values()))

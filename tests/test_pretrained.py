@@ -4,8 +4,6 @@ another format version is refused; the export command."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +75,12 @@ def test_the_zero_shot_model_is_shared_the_same_way(tmp_path):
                                Predictor.from_pretrained("zeroshot").probabilities([{"affect": tokens}]), atol=1e-7)
 
 
-@pytest.mark.slow
-def test_the_export_command(run, tmp_path, subprocess_env):
+def test_the_export_command(run, tmp_path, capsys):
+    from vemo.predict.export import main
+
     run_dir, _ = run
-    proc = subprocess.run([sys.executable, "-m", "vemo.predict.export", str(run_dir), f"out={tmp_path / 'm'}"],
-                          capture_output=True, text=True, env=subprocess_env, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"model folder: {tmp_path / 'm'}" in proc.stdout and (tmp_path / "m" / "model.safetensors").is_file()
-    bad = subprocess.run([sys.executable, "-m", "vemo.predict.export", str(tmp_path / "nowhere"), "out=x"],
-                         capture_output=True, text=True, env=subprocess_env, timeout=120)
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: checkpoint=")
+    assert main([str(run_dir), f"out={tmp_path / 'm'}"]) == 0
+    assert f"model folder: {tmp_path / 'm'}" in capsys.readouterr().out and (tmp_path / "m" / "model.safetensors").is_file()
+    with pytest.raises(SystemExit) as failed:
+        main([str(tmp_path / "nowhere"), "out=x"])
+    assert failed.value.code == 1 and capsys.readouterr().err.strip().startswith("error: checkpoint=")

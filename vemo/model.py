@@ -35,6 +35,8 @@ class VideoClassifier(L.LightningModule):
         classifier_hidden, classifier_dropout: the MLP that maps the fused vector to class logits
             (``classifier_hidden=0``: one linear layer, the published classifiers' layout).
         proj_norm: a LayerNorm after each modality's projection (off in the published classifiers).
+        zeroshot_prior: add the zero-shot model's log-probabilities (from the ``affect`` modality) to the
+            logits, the classifier starting at zero: training starts from the experts' answer.
         multilabel: BCE over independent classes instead of softmax cross-entropy.
         class_weights: ``None``, ``"balanced"`` (inverse training frequency; pass ``class_counts``)
             or one weight per class.
@@ -57,7 +59,8 @@ class VideoClassifier(L.LightningModule):
                  label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None,
                  class_counts: Sequence[int] | None = None, preprocessing: Mapping[str, Any] | None = None,
                  feature_specs: Mapping[str, Mapping[str, Any]] | None = None,
-                 extract_profile: str | None = None, proj_norm: bool = True, **renamed: Any):
+                 extract_profile: str | None = None, proj_norm: bool = True, zeroshot_prior: bool = False,
+                 **renamed: Any):
         super().__init__()
         unknown = set(renamed) - set(RENAMED_HPARAMS)
         if unknown:
@@ -71,8 +74,12 @@ class VideoClassifier(L.LightningModule):
         self.multilabel = multilabel
         num_classes = len(self.classes)
         # the same parts, under the same names, as FusionNetwork: checkpoints load into either
-        for part_name, part in build_parts(modality_dims, num_classes, fusion, d_model, proj_dropout,
-                                           classifier_hidden, classifier_dropout, proj_norm).items():
+        try:
+            parts = build_parts(modality_dims, self.classes, fusion, d_model, proj_dropout, classifier_hidden,
+                                classifier_dropout, proj_norm, zeroshot_prior, multilabel)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        for part_name, part in parts.items():
             setattr(self, part_name, part)
         self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix

@@ -19,8 +19,8 @@ from vemo.fusion import fusion_options
 
 # the hyperparameters that shape the network (the rest of a checkpoint's are about training)
 NETWORK_HPARAMS = ("modality_dims", "classes", "fusion", "multilabel", "d_model", "proj_dropout",
-                   "classifier_hidden", "classifier_dropout", "proj_norm")
-NETWORK_PARTS = ("normalizer", "proj", "fusion", "classifier")
+                   "classifier_hidden", "classifier_dropout", "proj_norm", "zeroshot_prior")
+NETWORK_PARTS = ("normalizer", "proj", "fusion", "classifier", "prior")
 # old hyperparameter names -> today's ("head" now always means the fusion head)
 RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
 
@@ -52,12 +52,16 @@ class Standardizer(nn.Module):
         return out
 
 
-def build_parts(modality_dims: Mapping[str, int], num_classes: int, fusion: Mapping[str, Any], d_model: int,
+def build_parts(modality_dims: Mapping[str, int], classes: Sequence[str], fusion: Mapping[str, Any], d_model: int,
                 proj_dropout: float, classifier_hidden: int, classifier_dropout: float,
-                proj_norm: bool = True) -> dict[str, nn.Module]:
-    """The four parts, by the attribute names both classes give them. ``proj_norm=False`` (plain
-    linear projections) and ``classifier_hidden=0`` (one linear layer on the fused vector) are the
-    published classifiers' layout, which imported models keep."""
+                proj_norm: bool = True, zeroshot_prior: bool = False,
+                multilabel: bool = False) -> dict[str, nn.Module]:
+    """The parts, by the attribute names both classes give them. ``proj_norm=False`` (plain linear
+    projections) and ``classifier_hidden=0`` (one linear layer on the fused vector) are the published
+    classifiers' layout, which imported models keep. ``zeroshot_prior``: a fifth part, the zero-shot
+    model over the ``affect`` modality, whose log-probabilities are added to the logits; the
+    classifier's last layer then starts at zero, so an untrained model answers as the zero-shot one."""
+    num_classes = len(classes)
     modalities = sorted(modality_dims)
     # built in this order (projections, head, classifier): it fixes which random numbers of the
     # seed initialise which weights, so a seed gives the same model as in earlier releases
@@ -72,7 +76,15 @@ def build_parts(modality_dims: Mapping[str, int], num_classes: int, fusion: Mapp
                                    nn.Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
     else:
         classifier = nn.Sequential(nn.Linear(head.out_dim, num_classes))
-    return {"normalizer": normalizer, "proj": proj, "fusion": head, "classifier": classifier}
+    parts = {"normalizer": normalizer, "proj": proj, "fusion": head, "classifier": classifier}
+    if zeroshot_prior:
+        if "affect" not in modalities or multilabel:
+            raise ValueError("model.zeroshot_prior needs the affect modality (data.modalities) and single-label data")
+        from vemo.affect.zeroshot import ZeroShotPrior
+        parts["prior"] = ZeroShotPrior(list(classes))
+        nn.init.zeros_(classifier[-1].weight)
+        nn.init.zeros_(classifier[-1].bias)
+    return parts
 
 
 def fused_logits(net: nn.Module, modalities: Sequence[str], features: dict[str, Tensor],
@@ -82,7 +94,11 @@ def fused_logits(net: nn.Module, modalities: Sequence[str], features: dict[str, 
     if missing:
         raise KeyError(f"batch lacks modalities {missing}; the model was trained on {list(modalities)}")
     tokens = {m: standardized_projection(net, m, features[m]) for m in modalities}
-    return net.classifier(net.fusion(tokens, {m: masks[m] for m in modalities}))
+    logits = net.classifier(net.fusion(tokens, {m: masks[m] for m in modalities}))
+    prior = getattr(net, "prior", None)
+    if prior is not None:  # raw affect tokens: the zero-shot model reads them as extracted
+        logits = logits + prior({"affect": features["affect"]}, {"affect": masks["affect"]})
+    return logits
 
 
 def standardized_projection(net: nn.Module, modality: str, x: Tensor) -> Tensor:
@@ -101,13 +117,15 @@ class FusionNetwork(nn.Module):
 
     def __init__(self, modality_dims: Mapping[str, int], classes: Sequence[str], fusion: Mapping[str, Any],
                  multilabel: bool = False, d_model: int = 128, proj_dropout: float = 0.1,
-                 classifier_hidden: int = 256, classifier_dropout: float = 0.1, proj_norm: bool = True):
+                 classifier_hidden: int = 256, classifier_dropout: float = 0.1, proj_norm: bool = True,
+                 zeroshot_prior: bool = False):
         super().__init__()
         self.modalities = sorted(modality_dims)
         self.classes = list(classes)
         self.multilabel = bool(multilabel)
-        for name, part in build_parts(modality_dims, len(self.classes), fusion, d_model, proj_dropout,
-                                      classifier_hidden, classifier_dropout, proj_norm).items():
+        for name, part in build_parts(modality_dims, self.classes, fusion, d_model, proj_dropout,
+                                      classifier_hidden, classifier_dropout, proj_norm, zeroshot_prior,
+                                      self.multilabel).items():
             setattr(self, name, part)
 
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:

@@ -109,6 +109,7 @@ def check_model(m: DictConfig) -> None:
     positive_int(m.get("d_model"), "model.d_model")
     non_negative_int(m.get("classifier_hidden"), "model.classifier_hidden")
     boolean(m.get("proj_norm", True), "model.proj_norm")
+    boolean(m.get("zeroshot_prior", False), "model.zeroshot_prior")
     for key in ("proj_dropout", "classifier_dropout", "warmup_frac", "label_smoothing"):
         number_in(m.get(key, 0.0), f"model.{key}", 0.0, 1.0)
     number_in(m.get("lr"), "model.lr", 0.0, math.inf, low_open=True)

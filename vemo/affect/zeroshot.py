@@ -59,6 +59,27 @@ class ZeroShotAffect(nn.Module):
         return groups
 
 
+class ZeroShotPrior(nn.Module):
+    """The zero-shot model's log-probabilities over a trained model's classes (those of its classes
+    it knows, renormalised). Added to a head's logits whose last layer starts at zero, so training
+    starts from what the experts say and learns a correction (``model.zeroshot_prior=true``)."""
+
+    def __init__(self, classes: list[str]):
+        super().__init__()
+        from vemo.affect.circumplex import SYNONYMS
+
+        self.experts = ZeroShotAffect()
+        names = [SYNONYMS.get(c.strip().lower(), c.strip().lower()) for c in classes]
+        unknown = [c for c, n in zip(classes, names) if n not in self.experts.classes]
+        if unknown:
+            raise ValueError(f"model.zeroshot_prior: the zero-shot model knows {', '.join(self.experts.classes)}, "
+                             f"not {', '.join(unknown)}")
+        self.register_buffer("index", torch.tensor([self.experts.classes.index(n) for n in names]))
+
+    def forward(self, features: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.log_softmax(self.experts(features, masks).index_select(-1, self.index), dim=-1)
+
+
 def profile_options(profile: str = "offline") -> dict[str, Any]:
     """The affect extractor's options in an extraction profile, its sources' options included."""
     from omegaconf import OmegaConf

@@ -187,6 +187,13 @@ class Predictor:
         return ", ".join(parts)
 
     @property
+    def is_synthetic_demo(self) -> bool:
+        """Trained by ``ensure_demo_model`` on the generated demo videos (its folder says so)."""
+        run_dir = self.loaded.run_dir
+        return run_dir is not None and (run_dir.parent / "model.json").is_file() and \
+            run_dir.parent.name.startswith("demo-model-")
+
+    @property
     def is_zeroshot(self) -> bool:
         return self.loaded.hparams.get("fusion", {}).get("name") == "zeroshot"
 
@@ -197,6 +204,10 @@ class Predictor:
             return describe_zeroshot(self.classes) + f"; {self.loaded.extract_profile} profile"
         hp = self.loaded.hparams
         where = self.loaded.run_dir or self.loaded.path
+        if self.is_synthetic_demo:
+            return (f"the synthetic demo model: {hp['fusion']['name']} trained on vemo's generated demo videos "
+                    "(colours, tones, spoken and written words), not on real emotions; "
+                    f"{len(self.classes)} classes; {where}")
         profile = f", {self.loaded.extract_profile} profile" if self.loaded.extract_profile else ""
         return (f"{hp['fusion']['name']} over {', '.join(self.modalities)}{profile}; "
                 f"{len(self.classes)} classes ({'multi' if self.multilabel else 'single'}-label); {where}")
