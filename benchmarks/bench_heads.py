@@ -195,7 +195,7 @@ def measure_head(args: argparse.Namespace) -> dict:
     else:
         model = VideoClassifier(modality_dims=DIMS, classes=CLASSES, fusion={"name": name, **options},
                                 d_model=width).to(device)
-        fusion_part = model.fusion
+        fusion_part = model.net.fusion
     model.train()
     # VideoClassifier.configure_optimizers needs a Trainer (for the LR schedule's length); the same
     # optimizer without the schedule costs the same per step. The published models get the same

@@ -232,7 +232,8 @@ def test_a_head_with_the_zero_shot_prior_starts_from_the_experts_answer():
         experts = ZeroShotAffect()(feats, masks)[0, [TABLES.classes.index(c) for c in ("anger", "joy", "sadness")]]
     np.testing.assert_allclose(torch.softmax(logits, -1)[0].numpy(), torch.softmax(experts, -1).numpy(), atol=1e-6)
     assert classes[int(logits.argmax())] == "sadness"
-    net = FusionNetwork.from_checkpoint({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)})
+    net = FusionNetwork.from_checkpoint({"vemo_format": 1, "state_dict": model.state_dict(),
+                                         "hyper_parameters": dict(model.hparams)})
     with torch.no_grad():
         np.testing.assert_allclose(net(feats, masks).numpy(), logits.numpy(), atol=1e-6)  # prediction loads it
     with pytest.raises(ConfigError, match="needs the affect modality"):

@@ -320,17 +320,17 @@ def test_normalization_stats_come_from_the_train_split_only(dm_store):
     model = VideoClassifier(dm.modality_dims, dm.classes, fusion={"name": "concat_mlp"})
     model.set_normalization(dm.normalization())
     batch = collate([dm.datasets["val"][0], dm.datasets["val"][1]])
-    standardized = model.normalizer(batch["features"], batch["masks"])["frames"][0, : len(raw)]
+    standardized = model.net.normalizer(batch["features"], batch["masks"])["frames"][0, : len(raw)]
     mean, std = dm.stats["frames"]
     np.testing.assert_allclose(standardized.numpy(), (raw - mean) / std, rtol=1e-6, atol=1e-6)
     padded = ~batch["masks"]["frames"]
-    assert (model.normalizer(batch["features"], batch["masks"])["frames"][padded] == 0).all()
+    assert (model.net.normalizer(batch["features"], batch["masks"])["frames"][padded] == 0).all()
     # the forward pass folds the statistics into the projection: the same tokens, no standardized copy
     from vemo.network import standardized_projection
 
     model.eval()
-    folded = standardized_projection(model, "frames", batch["features"]["frames"])
-    explicit = model.proj["frames"](model.normalizer(batch["features"], batch["masks"])["frames"])
+    folded = standardized_projection(model.net, "frames", batch["features"]["frames"])
+    explicit = model.net.proj["frames"](model.net.normalizer(batch["features"], batch["masks"])["frames"])
     real = batch["masks"]["frames"]
     torch.testing.assert_close(folded[real], explicit[real], rtol=1e-5, atol=1e-5)
 

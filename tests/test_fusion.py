@@ -14,8 +14,6 @@ HEADS = vemo.fusion.names()
 # non-default variants worth covering too: (name, options)
 VARIANTS = [(name, {}) for name in HEADS] + [
     ("crossattn", {"positional": "learned", "max_positions": 16}),
-    ("crossattn", {"shared_layers": True}),             # one set of weights for all modalities
-    ("crossattn", {"per_modality_blocks": True}),       # the layout of checkpoints written before
     ("crossattn", {"pool_depth": 2}),
     ("pairwise", {"vector_modalities": []}),             # three sequences of different lengths: six pairs
     ("joint", {"depth": 1, "activation": "relu", "max_positions": 16}),

@@ -96,8 +96,7 @@ def test_fusion_options_rejects_foreign_targets_and_missing_names():
         fusion_options({"_target_": "my.Module", "name": "x"})
     with pytest.raises(ValueError, match="gated"):
         fusion_options({"hidden": 3})
-    assert fusion_options({"_target_": "vemo.fusion.create", "_partial_": True, "name": "gated", "hidden": 8}) == \
-        ("gated", {"hidden": 8})
+    assert fusion_options({"name": "gated", "hidden": 8}) == ("gated", {"hidden": 8})
 
 
 @pytest.mark.parametrize("multilabel", [False, True])
@@ -107,27 +106,21 @@ def test_metric_names_are_the_names_the_metrics_are_logged_under(multilabel):
     assert validation_metrics(multilabel)[:len(metric_names(multilabel))] == [f"val/{n}" for n in metric_names(multilabel)]
 
 
-def test_crossattn_checkpoints_of_the_per_modality_layout_still_load():
-    """crossattn checkpoints written before its layers became one attention hold one block per modality; their
-    recorded options do not say so. Loading them for prediction builds that layout and gives the
-    same outputs."""
-    from vemo.network import FusionNetwork
+def test_the_network_of_a_checkpoint_predicts_as_the_trained_module():
+    """The LightningModule holds a FusionNetwork (``net``); the checkpoint's weights, under ``net.``,
+    rebuild it alone (no Lightning) with the same outputs."""
+    from vemo.network import CHECKPOINT_FORMAT, FusionNetwork
 
     torch.manual_seed(0)
-    old = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn", "per_modality_blocks": True}, d_model=16,
-                          classifier_hidden=16).eval()
+    trained = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn"}, d_model=16, classifier_hidden=16).eval()
+    trained.set_normalization({"frames": (torch.randn(DIMS["frames"]), torch.rand(DIMS["frames"]) + 0.5)})
     b = batch()
-    expected = old(b["features"], b["masks"])
-    hparams = dict(old.hparams)
-    hparams["fusion"] = {"name": "crossattn"}  # as recorded before the option existed
-    checkpoint = {"hyper_parameters": hparams, "state_dict": old.state_dict()}
+    checkpoint = {"vemo_format": CHECKPOINT_FORMAT, "hyper_parameters": dict(trained.hparams),
+                  "state_dict": trained.state_dict()}
+    assert {k.split(".", 1)[0] for k in checkpoint["state_dict"]} >= {"net"}
     net = FusionNetwork.from_checkpoint(checkpoint)
-    assert net.fusion.per_modality_blocks is True
-    torch.testing.assert_close(net(b["features"], b["masks"]), expected)
-    # today's checkpoints are left alone
-    new = VideoClassifier(DIMS, CLASSES, fusion={"name": "crossattn"}, d_model=16, classifier_hidden=16)
-    fresh = {"hyper_parameters": {**dict(new.hparams), "fusion": {"name": "crossattn"}}, "state_dict": new.state_dict()}
-    assert FusionNetwork.from_checkpoint(fresh).fusion.per_modality_blocks is False
+    assert net is not trained.net and isinstance(net, FusionNetwork)
+    torch.testing.assert_close(net(b["features"], b["masks"]), trained(b["features"], b["masks"]))
 
 
 def test_optimizer_is_fused_on_cpu_but_not_under_mixed_precision():

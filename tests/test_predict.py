@@ -30,7 +30,6 @@ from vemo.train import train
 # one test worker builds the shared video model for this module and the browser tests
 pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("video_model")]
 
-NEW_HPARAMS = ("preprocessing", "feature_specs", "extract_profile")
 
 
 # ---------------------------------------------------------------- a model on the synthetic demo features
@@ -78,31 +77,6 @@ assert "lightning" not in sys.modules and "torchmetrics" not in sys.modules  # t
     # a standardized copy would give other numbers: the statistics really are applied in the model
     model = Predictor.from_checkpoint(ckpt).model
     assert model.normalizer.frames_std.ne(1).any() and Predictor.from_checkpoint(ckpt).max_len["frames"] == 6
-
-
-def test_old_run_folders_still_predict(feature_run, demo_cache, tmp_path):
-    """A checkpoint from before models kept their preprocessing: statistics in the DataModule's
-    state, max_len in the run record or in config.yaml, extractor settings in the store."""
-    run_dir, ckpt, _ = feature_run
-    ids, expected = reference_probabilities(ckpt, demo_cache)
-    old = torch.load(ckpt, weights_only=True)
-    old["hyper_parameters"] = {k: v for k, v in old["hyper_parameters"].items() if k not in NEW_HPARAMS}
-    old["state_dict"] = {k: v for k, v in old["state_dict"].items() if not k.startswith("normalizer.")}
-    assert "DemoDataModule" in old and old["DemoDataModule"]["stats"]
-    store = FeatureStore(demo_dir(demo_cache, 120, 0) / "store")
-    items = [{m: store.features(v, m) for m in store.modalities} for v in ids]
-    for variant, keep_run_record in (("with-record", True), ("config-only", False)):
-        folder = tmp_path / variant
-        (folder / "checkpoints").mkdir(parents=True)
-        shutil.copy(run_dir / "config.yaml", folder / "config.yaml")
-        saved = dict(old) if keep_run_record else {k: v for k, v in old.items() if k != "vemo_run"}
-        torch.save(saved, folder / "checkpoints" / "best-epoch001.ckpt")
-        predictor = Predictor.from_checkpoint(folder)
-        assert predictor.max_len == {m: 6 for m in predictor.modalities}
-        assert any("old checkpoint" in n or "run record" in n for n in predictor.loaded.notes)
-        np.testing.assert_allclose(predictor.probabilities(items), expected, atol=1e-6)
-        # the extractor settings came from the store's manifest: the synthetic demo's
-        assert predictor.feature_specs["frames"]["extractor"]["name"] == "demo"
 
 
 def test_a_model_of_synthetic_features_refuses_videos(feature_run, tmp_path):

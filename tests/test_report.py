@@ -19,6 +19,7 @@ from optuna.trial import TrialState, create_trial
 
 from tests.helpers import assert_warnings_were_forced, with_forced_warnings
 from vemo.report import is_fraction, leave_one_out, main, summarize, write_report
+from vemo.studies import RECORD_ATTR
 from vemo.studies import RECORD_ATTR, TrialRecord, write_record
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -167,12 +168,13 @@ def test_report_of_an_hparams_study(tmp_path):
     dists = {"model.lr": FloatDistribution(1e-4, 1e-2, log=True), "fusion": CategoricalDistribution(["a", "b"])}
     for i, (lr, head, val) in enumerate([(1e-3, "a", 0.5), (3e-3, "b", 0.7), (5e-4, "a", 0.6)]):
         study.add_trial(create_trial(params={"model.lr": lr, "fusion": head}, distributions=dists, value=val,
-                                     user_attrs={"metrics": {"test/acc": val - 0.05}, "name": f"{i:04d}_{head}",
-                                                 "fusion": head, "modalities": ["audio", "frames"],
-                                                 "objective_metric": "val/acc",
-                                                 "overrides": [f"model.lr={lr}", f"fusion={head}", "run_name=x"]}))
+                                     user_attrs={RECORD_ATTR: {
+                                         "number": i, "metrics": {"test/acc": val - 0.05}, "name": f"{i:04d}_{head}",
+                                         "fusion": head, "modalities": ["audio", "frames"],
+                                         "objective_metric": "val/acc",
+                                         "overrides": [f"model.lr={lr}", f"fusion={head}", "run_name=x"]}}))
     study.add_trial(create_trial(state=TrialState.FAIL, params={"model.lr": 1e-2, "fusion": "b"}, distributions=dists,
-                                 user_attrs={"fail_reason": "OutOfMemoryError: CUDA out of memory"}))
+                                 user_attrs={RECORD_ATTR: {"number": 3, "reason": "OutOfMemoryError: CUDA out of memory"}}))
     report = write_report(sweep_dir)
     md = report["files"]["markdown"].read_text()
     assert report["kind"] == "hparams" and report["metric"] == "test/acc"

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf, open_dict
 
 from vemo.config import load_config
 from vemo.errors import ConfigError
-from vemo.studies import TrialRecord, open_storage, write_record
+from vemo.studies import RECORD_ATTR, TrialRecord, open_storage, write_record
 from vemo.sweep import cpu_count, sweep
 
 pytestmark = pytest.mark.timeout(300)
@@ -423,9 +423,10 @@ def test_a_dead_workers_trial_is_rerun_and_its_record_says_so(tmp_path, demo_cac
     sweep_dir = tmp_path / "sweeps" / "dead"
     storage = open_storage(f"sqlite:///{sweep_dir / 'study.db'}", heartbeat_interval=1, grace_period=2)
     study = optuna.load_study(study_name="dead", storage=storage)
-    # as a sweep of an older vemo enqueued its grid points: one user attribute per fact
-    study.enqueue_trial({}, user_attrs={"grid_key": "frames|gated|seed=0", "grid_name": "gated-frames-s0",
-                                        "modalities": ["frames"], "fusion": "gated", "seed": 0, "split_seed": None})
+    # the grid point as the sweep enqueues it
+    point = TrialRecord(number=0, grid_key="frames|gated|seed=0", grid_name="gated-frames-s0", modalities=["frames"],
+                        fusion="gated", seed=0, split_seed=None)
+    study.enqueue_trial({}, user_attrs={RECORD_ATTR: point.to_dict()})
     with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna notes that vemo runs heartbeats itself
         killed = study.ask()
     storage.record_heartbeat(killed._trial_id)

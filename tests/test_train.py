@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -271,19 +272,30 @@ def test_checkpoints_record_the_split(frozen_baseline):
     assert not set(record["split_ids"]["train"]) & set(record["split_ids"]["test"])
 
 
-def test_checkpoints_from_before_the_classifier_rename_still_load(baseline, tmp_path):
+def test_a_checkpoint_of_another_format_is_refused_in_one_line(baseline, tmp_path):
+    """Checkpoints are format 1; one without that number (or another) is refused, by resuming,
+    by Lightning's loading and by prediction, in one line that names the file."""
+    from vemo.errors import PredictError, ResumeError
+    from vemo.network import CheckpointFormatError
+    from vemo.predict.checkpoint import load_model
+    from vemo.resume import check_resume
+
     _, metrics = baseline
     ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
-    old = dict(ckpt, state_dict={k.replace("classifier.", "head.", 1): v for k, v in ckpt["state_dict"].items()})
-    hp = dict(ckpt["hyper_parameters"])
-    old["hyper_parameters"] = {**{k: v for k, v in hp.items() if not k.startswith("classifier_")},
-                               "head_hidden": hp["classifier_hidden"], "head_dropout": hp["classifier_dropout"]}
-    torch.save(old, tmp_path / "old.ckpt")
-    now = VideoClassifier.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu").eval()
-    then = VideoClassifier.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu").eval()
-    assert then.hparams.classifier_hidden == now.hparams.classifier_hidden == 64
-    for key, value in now.state_dict().items():
-        assert torch.equal(value, then.state_dict()[key]), key
+    assert ckpt["vemo_format"] == 1 and {k.split(".", 1)[0] for k in ckpt["state_dict"]} == {"net", "class_weight"}
+    for found, saved in [("0 (unnumbered)", {k: v for k, v in ckpt.items() if k != "vemo_format"}),
+                         ("2", {**ckpt, "vemo_format": 2})]:
+        path = tmp_path / f"format-{found[0]}.ckpt"
+        torch.save(saved, path)
+        expected = re.escape(f"is checkpoint format {found}; this vemo reads format 1 only")
+        with pytest.raises(ResumeError, match=expected) as resumed:
+            check_resume(path, ckpt["vemo_run"], ckpt["hyper_parameters"])
+        with pytest.raises(PredictError, match=expected) as predicted:
+            load_model(path)
+        with pytest.raises(CheckpointFormatError, match=expected):
+            VideoClassifier.load_from_checkpoint(path, map_location="cpu")
+        for error in (resumed, predicted):
+            assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("head", ["pairwise", "joint"])

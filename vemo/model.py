@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from vemo.errors import ConfigError, TrainingError
 from vemo.metrics import per_class_f1, scalar_metrics
-from vemo.network import RENAMED_HPARAMS, build_parts, fused_logits, upgrade_state_dict
+from vemo.network import CHECKPOINT_FORMAT, FORMAT_KEY, FusionNetwork, check_checkpoint_format
 
 
 
@@ -59,28 +59,19 @@ class VideoClassifier(L.LightningModule):
                  label_smoothing: float = 0.0, class_weights: str | Sequence[float] | None = None,
                  class_counts: Sequence[int] | None = None, preprocessing: Mapping[str, Any] | None = None,
                  feature_specs: Mapping[str, Mapping[str, Any]] | None = None,
-                 extract_profile: str | None = None, proj_norm: bool = True, zeroshot_prior: bool = False,
-                 **renamed: Any):
+                 extract_profile: str | None = None, proj_norm: bool = True, zeroshot_prior: bool = False):
         super().__init__()
-        unknown = set(renamed) - set(RENAMED_HPARAMS)
-        if unknown:
-            raise ConfigError(f"unknown model option(s) {sorted(unknown)}")
-        # checkpoints from before the rename keep loading
-        classifier_hidden = renamed.get("head_hidden", classifier_hidden)
-        classifier_dropout = renamed.get("head_dropout", classifier_dropout)
-        self.save_hyperparameters(ignore=list(RENAMED_HPARAMS))
+        self.save_hyperparameters()
         self.modalities = sorted(modality_dims)
         self.classes = list(classes)
         self.multilabel = multilabel
         num_classes = len(self.classes)
-        # the same parts, under the same names, as FusionNetwork: checkpoints load into either
+        # the network prediction loads (weights under "net."); this module adds training around it
         try:
-            parts = build_parts(modality_dims, self.classes, fusion, d_model, proj_dropout, classifier_hidden,
-                                classifier_dropout, proj_norm, zeroshot_prior, multilabel)
+            self.net = FusionNetwork(modality_dims, self.classes, fusion, multilabel, d_model, proj_dropout,
+                                     classifier_hidden, classifier_dropout, proj_norm, zeroshot_prior)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        for part_name, part in parts.items():
-            setattr(self, part_name, part)
         self.register_buffer("class_weight", self._class_weight(class_weights, class_counts, num_classes))
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the suffix
         self.metrics = nn.ModuleDict({f"{s}_metrics": scalar_metrics(num_classes, multilabel, exact=s != "train")
@@ -111,12 +102,12 @@ class VideoClassifier(L.LightningModule):
 
     def set_normalization(self, stats: Mapping[str, tuple[Any, Any]] | None) -> None:
         """Per-modality (mean, std) of the training split; None leaves the features as they are."""
-        self.normalizer.set_stats(stats)
+        self.net.normalizer.set_stats(stats)
 
     # ---------------------------------------------------------------- forward
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         """Raw features [B, T, D] and masks [B, T] per modality -> logits [B, classes]."""
-        return fused_logits(self, self.modalities, features, masks)
+        return self.net(features, masks)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         if self.multilabel:
@@ -126,8 +117,7 @@ class VideoClassifier(L.LightningModule):
                                            label_smoothing=self.hparams.label_smoothing)
 
     def probabilities(self, logits: Tensor) -> Tensor:
-        # independent sigmoids for multi-label: a trailer can be both drama and romance
-        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+        return self.net.probabilities(logits)
 
     def _step(self, batch: dict[str, Any], stage: str) -> Tensor:
         logits = self(batch["features"], batch["masks"])
@@ -195,7 +185,7 @@ class VideoClassifier(L.LightningModule):
         updates all parameters in one kernel: the default per-tensor loop costs a sixth of a train
         step for heads with many small tensors."""
         decay, no_decay = [], []
-        keep = {f"fusion.{name}" for name in self.fusion.no_weight_decay()}
+        keep = {f"net.fusion.{name}" for name in self.net.fusion.no_weight_decay()}
         for name, p in self.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or name in keep else decay).append(p)
@@ -225,6 +215,7 @@ class VideoClassifier(L.LightningModule):
 
     # ---------------------------------------------------------------- exact resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         # plain tensors and numbers only, so checkpoints load with torch.load(weights_only=True)
         checkpoint["vemo_rng"] = {"torch": torch.get_rng_state(),
@@ -232,7 +223,7 @@ class VideoClassifier(L.LightningModule):
                                   "python": random.getstate()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        upgrade_state_dict(checkpoint, self.hparams.modality_dims)  # old names, old normalization
+        check_checkpoint_format(checkpoint, "the checkpoint")
         # applied when training restarts, not now: validation between here and there would
         # otherwise run on a different random state than in the uninterrupted run
         self._pending_rng = checkpoint.get("vemo_rng")

@@ -2,8 +2,8 @@
 
 standardization (the training split's statistics, as buffers) -> per-modality projection (Linear +
 LayerNorm to ``d_model``) -> fusion head (from the registry) -> classifier MLP. ``VideoClassifier``
-trains these same parts under the same names, so its checkpoints load here directly; prediction
-uses this class and so never imports Lightning.
+holds one as ``net`` and trains it, so its checkpoints (weights under ``net.``) load here directly;
+prediction uses this class and so never imports Lightning.
 """
 from __future__ import annotations
 
@@ -15,14 +15,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import vemo.fusion
+from vemo.errors import VemoError
 from vemo.fusion import fusion_options
 
 # the hyperparameters that shape the network (the rest of a checkpoint's are about training)
 NETWORK_HPARAMS = ("modality_dims", "classes", "fusion", "multilabel", "d_model", "proj_dropout",
                    "classifier_hidden", "classifier_dropout", "proj_norm", "zeroshot_prior")
-NETWORK_PARTS = ("normalizer", "proj", "fusion", "classifier", "prior")
-# old hyperparameter names -> today's ("head" now always means the fusion head)
-RENAMED_HPARAMS = {"head_hidden": "classifier_hidden", "head_dropout": "classifier_dropout"}
+# the checkpoint format this vemo writes and reads; any other is refused in one line
+CHECKPOINT_FORMAT = 1
+FORMAT_KEY = "vemo_format"
+
+
+class CheckpointFormatError(VemoError, ValueError):
+    """A checkpoint written in another format version than this vemo's."""
+
+
+def check_checkpoint_format(checkpoint: Mapping[str, Any], where: str) -> None:
+    """Refuse a checkpoint of another format version (or none: written before formats were numbered)."""
+    found = checkpoint.get(FORMAT_KEY)
+    if found != CHECKPOINT_FORMAT:
+        raise CheckpointFormatError(f"{where} is checkpoint format {found if found is not None else '0 (unnumbered)'}; "
+                                    f"this vemo reads format {CHECKPOINT_FORMAT} only: train it again")
 
 
 class Standardizer(nn.Module):
@@ -56,7 +69,7 @@ def build_parts(modality_dims: Mapping[str, int], classes: Sequence[str], fusion
                 proj_dropout: float, classifier_hidden: int, classifier_dropout: float,
                 proj_norm: bool = True, zeroshot_prior: bool = False,
                 multilabel: bool = False) -> dict[str, nn.Module]:
-    """The parts, by the attribute names both classes give them. ``proj_norm=False`` (plain linear
+    """The network's parts, by their attribute names. ``proj_norm=False`` (plain linear
     projections) and ``classifier_hidden=0`` (one linear layer on the fused vector) are the published
     classifiers' layout, which imported models keep. ``zeroshot_prior``: a fifth part, the zero-shot
     model over the ``affect`` modality, whose log-probabilities are added to the logits; the
@@ -64,7 +77,7 @@ def build_parts(modality_dims: Mapping[str, int], classes: Sequence[str], fusion
     num_classes = len(classes)
     modalities = sorted(modality_dims)
     # built in this order (projections, head, classifier): it fixes which random numbers of the
-    # seed initialise which weights, so a seed gives the same model as in earlier releases
+    # seed initialise which weights (changing it changes what a seed trains)
     normalizer = Standardizer({m: int(modality_dims[m]) for m in modalities})
     proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model),
                                            nn.LayerNorm(d_model) if proj_norm else nn.Identity(),
@@ -85,20 +98,6 @@ def build_parts(modality_dims: Mapping[str, int], classes: Sequence[str], fusion
         nn.init.zeros_(classifier[-1].weight)
         nn.init.zeros_(classifier[-1].bias)
     return parts
-
-
-def fused_logits(net: nn.Module, modalities: Sequence[str], features: dict[str, Tensor],
-                 masks: dict[str, Tensor]) -> Tensor:
-    """Raw features [B, T, D] and masks [B, T] per modality -> logits [B, classes]."""
-    missing = [m for m in modalities if m not in features]
-    if missing:
-        raise KeyError(f"batch lacks modalities {missing}; the model was trained on {list(modalities)}")
-    tokens = {m: standardized_projection(net, m, features[m]) for m in modalities}
-    logits = net.classifier(net.fusion(tokens, {m: masks[m] for m in modalities}))
-    prior = getattr(net, "prior", None)
-    if prior is not None:  # raw affect tokens: the zero-shot model reads them as extracted
-        logits = logits + prior({"affect": features["affect"]}, {"affect": masks["affect"]})
-    return logits
 
 
 def standardized_projection(net: nn.Module, modality: str, x: Tensor) -> Tensor:
@@ -129,51 +128,28 @@ class FusionNetwork(nn.Module):
             setattr(self, name, part)
 
     def forward(self, features: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
-        return fused_logits(self, self.modalities, features, masks)
+        """Raw features [B, T, D] and masks [B, T] per modality -> logits [B, classes]."""
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise KeyError(f"batch lacks modalities {missing}; the model was trained on {self.modalities}")
+        tokens = {m: standardized_projection(self, m, features[m]) for m in self.modalities}
+        logits = self.classifier(self.fusion(tokens, {m: masks[m] for m in self.modalities}))
+        prior = getattr(self, "prior", None)
+        if prior is not None:  # raw affect tokens: the zero-shot model reads them as extracted
+            logits = logits + prior({"affect": features["affect"]}, {"affect": masks["affect"]})
+        return logits
 
     def probabilities(self, logits: Tensor) -> Tensor:
         # independent sigmoids for multi-label: a trailer can be both drama and romance
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "FusionNetwork":
-        """From a loaded training checkpoint (a dict), old ones included; eval mode."""
-        hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint["hyper_parameters"]).items()}
-        upgrade_fusion_options(hp, checkpoint.get("state_dict") or {})
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any], where: str = "the checkpoint") -> "FusionNetwork":
+        """From a loaded training checkpoint (a dict, its weights under ``net.``); eval mode."""
+        check_checkpoint_format(checkpoint, where)
+        hp = dict(checkpoint["hyper_parameters"])
         net = cls(**{k: hp[k] for k in NETWORK_HPARAMS if k in hp})
-        state = upgrade_state_dict(checkpoint, hp["modality_dims"])
-        net.load_state_dict({k: v for k, v in state.items() if k.split(".", 1)[0] in NETWORK_PARTS}, strict=True)
+        prefix = "net."
+        state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        net.load_state_dict(state, strict=True)
         return net.eval()
-
-
-def upgrade_fusion_options(hparams: dict[str, Any], state: Mapping[str, Any]) -> None:
-    """Name, in place, the head layout an old checkpoint's weights have: crossattn checkpoints written
-    before its layers were shared by all modalities hold one attention block per modality."""
-    fusion = dict(hparams.get("fusion") or {})
-    if (fusion.get("name") == "crossattn" and "per_modality_blocks" not in fusion
-            and any(k.startswith("fusion.cross_layers.0.0.") for k in state)):
-        hparams["fusion"] = {**{k: v for k, v in fusion.items() if k != "shared_layers"}, "per_modality_blocks": True}
-
-
-def upgrade_state_dict(checkpoint: dict[str, Any], modality_dims: Mapping[str, int]) -> dict[str, Tensor]:
-    """Bring an old checkpoint's weights to today's names, in place, and return them: the classifier
-    was once called ``head``, and the normalization statistics lived in the DataModule's state."""
-    state = checkpoint.get("state_dict") or {}
-    for key in [k for k in state if k.startswith("head.")]:
-        state["classifier." + key[len("head."):]] = state.pop(key)
-    if state and not any(k.startswith("normalizer.") for k in state):
-        stats = legacy_normalization(checkpoint)
-        for m, dim in modality_dims.items():
-            mean, std = stats.get(m, (torch.zeros(int(dim)), torch.ones(int(dim))))
-            state[f"normalizer.{m}_mean"] = torch.as_tensor(mean, dtype=torch.float32)
-            state[f"normalizer.{m}_std"] = torch.as_tensor(std, dtype=torch.float32)
-    return state
-
-
-def legacy_normalization(checkpoint: Mapping[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
-    """Normalization statistics of a checkpoint written before the model held them: Lightning
-    saved the DataModule's state (``{"stats": {m: (mean, std)}}``) under the DataModule's class name."""
-    for key, value in checkpoint.items():
-        if isinstance(value, Mapping) and key.endswith("DataModule") and isinstance(value.get("stats"), Mapping):
-            return {m: (torch.as_tensor(mu), torch.as_tensor(sd)) for m, (mu, sd) in value["stats"].items()}
-    return {}

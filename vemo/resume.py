@@ -19,8 +19,7 @@ import torch
 
 from vemo.compare import leaf_differences, short
 from vemo.errors import ResumeError
-from vemo.model import RENAMED_HPARAMS
-from vemo.network import upgrade_fusion_options
+from vemo.network import CheckpointFormatError, check_checkpoint_format
 
 log = logging.getLogger("vemo.resume")
 
@@ -76,8 +75,11 @@ def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mappin
     Returns the settings that changed without changing the experiment's shape (they are logged).
     """
     checkpoint = load_checkpoint(path)
-    saved_hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint.get("hyper_parameters") or {}).items()}
-    upgrade_fusion_options(saved_hp, checkpoint.get("state_dict") or {})
+    try:
+        check_checkpoint_format(checkpoint, f"ckpt_path={path}")
+    except CheckpointFormatError as e:
+        raise ResumeError(str(e)) from None
+    saved_hp = dict(checkpoint.get("hyper_parameters") or {})
     now_hp = dict(hparams)
     problems = model_differences(saved_hp, now_hp)
     changed = [d for key in sorted(set(saved_hp) | set(now_hp))
@@ -86,13 +88,13 @@ def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mappin
 
     saved = checkpoint.get(SIGNATURE_KEY)
     if saved is None:
-        log.warning("%s records no split (a checkpoint from an older vemo): the split cannot be checked", path)
-    else:
-        problems += split_differences(saved, signature)
-        if saved.get("labels_sha256") != signature["labels_sha256"] and not problems:
-            problems.append("the labels of the split's videos differ (the labels file changed)")
-        for key in sorted(set(saved.get("settings", {})) | set(signature["settings"])):
-            changed += differences(key, saved.get("settings", {}).get(key), signature["settings"].get(key))
+        raise ResumeError(f"cannot resume from {path}: it records no training run (it was not written by "
+                          "python -m vemo.train, e.g. an imported classifier); start a new run without ckpt_path")
+    problems += split_differences(saved, signature)
+    if saved.get("labels_sha256") != signature["labels_sha256"] and not problems:
+        problems.append("the labels of the split's videos differ (the labels file changed)")
+    for key in sorted(set(saved.get("settings", {})) | set(signature["settings"])):
+        changed += differences(key, saved.get("settings", {}).get(key), signature["settings"].get(key))
     if problems:
         raise ResumeError(f"cannot resume from {path}: the run it belongs to differs from this one: "
                           f"{'; '.join(problems)}. Resume with the settings it was trained with (its run "

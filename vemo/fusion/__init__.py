@@ -33,21 +33,15 @@ def create(name: str, *, modalities: Sequence[str], d_model: int, **options: Any
         raise ConfigError(f"fusion head {name!r}: {message}") from None
 
 
-# configs written before fusion configs dropped their Hydra keys still carry this target
-_LEGACY_TARGET = "vemo.fusion.create"
-
-
 def fusion_options(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Split a fusion config (``name`` of a registered head plus its options) into name and options.
 
     The one route from a config to a head: ``create(name, **options)``.
     """
     spec = dict(spec)
-    target = spec.pop("_target_", _LEGACY_TARGET)
-    spec.pop("_partial_", None)
-    if target != _LEGACY_TARGET:
-        raise ConfigError(f"fusion._target_={target!r}: fusion heads are built from the registry by name; "
-                          "register your head with @vemo.fusion.register('name') and set fusion.name")
+    if "_target_" in spec:
+        raise ConfigError(f"fusion._target_={spec['_target_']!r}: fusion heads are built from the registry by "
+                          "name; register your head with @vemo.fusion.register('name') and set fusion.name")
     if "name" not in spec:
         raise ConfigError(f"the fusion config needs a 'name'; registered heads: {', '.join(names())}")
     name = spec.pop("name")

@@ -13,10 +13,9 @@ from torch import Tensor, nn
 class MaskedSelfAttentionLayer(nn.Module):
     """Pre-norm multi-head attention then a feed-forward layer, over one token sequence.
 
-    ``forward(x, allowed, queries=None, extra_kv=None)``: ``x`` [B, L, d]; ``allowed`` [B, Lq, Lk]
-    (or broadcastable) says which keys each query may see; ``queries`` optionally picks the first
-    ``queries`` tokens as the only queries (a CLS-only last layer costs one row, not L);
-    ``extra_kv`` [B, E, d] are key/value-only tokens placed before ``x`` among the keys.
+    ``forward(x, allowed, queries=None)``: ``x`` [B, L, d]; ``allowed`` [B, Lq, Lk] (or broadcastable)
+    says which keys each query may see; ``queries`` optionally picks the first ``queries`` tokens as
+    the only queries (a CLS-only last layer costs one row, not L).
     Every query must be allowed at least one key.
     """
 
@@ -39,12 +38,9 @@ class MaskedSelfAttentionLayer(nn.Module):
         b, n, d = t.shape
         return t.view(b, n, self.num_heads, d // self.num_heads).transpose(1, 2)
 
-    def forward(self, x: Tensor, allowed: Tensor, queries: int | None = None,
-                extra_kv: Tensor | None = None) -> Tensor:
-        keys_in = x if extra_kv is None else torch.cat([extra_kv, x], dim=1)
-        h = self.norm(keys_in)
-        offset = 0 if extra_kv is None else extra_kv.shape[1]
-        q_in = h[:, offset:offset + queries] if queries is not None else h[:, offset:]
+    def forward(self, x: Tensor, allowed: Tensor, queries: int | None = None) -> Tensor:
+        h = self.norm(x)
+        q_in = h[:, :queries] if queries is not None else h
         d = x.shape[-1]
         w, bias = self.qkv.weight, self.qkv.bias
         q = F.linear(q_in, w[:d], bias[:d])

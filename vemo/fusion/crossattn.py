@@ -10,9 +10,6 @@ A layer is one masked attention over the concatenated sequence of all modalities
 modality keeps its own weights (norms, query/key/value and output projections, feed-forward), but
 every token is projected once per layer, by its own modality's weights, instead of once per
 modality that reads it; the last pooling layer computes only the CLS row.
-``shared_layers=true`` shares one set of weights by all modalities (fewer parameters, a little
-faster); ``per_modality_blocks=true`` builds the earlier layout, one attention block per modality
-over the others' tokens, which checkpoints written before this change need.
 """
 from __future__ import annotations
 
@@ -65,32 +62,11 @@ class ModalityAttentionLayer(nn.Module):
         return out
 
 
-class AttentionBlock(nn.Module):
-    """Pre-norm attention of queries over a context, then a feed-forward layer (per-modality layout)."""
-
-    def __init__(self, d_model: int, num_heads: int, ff_mult: int, dropout: float):
-        super().__init__()
-        self.norm_q = nn.LayerNorm(d_model)
-        self.norm_kv = nn.LayerNorm(d_model)
-        self.attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
-        self.norm_ff = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(), nn.Dropout(dropout),
-                                nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, q: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
-        kv = self.norm_kv(context)
-        attended, _ = self.attn(self.norm_q(q), kv, kv, key_padding_mask=~context_mask, need_weights=False)
-        q = q + self.dropout(attended)
-        return q + self.ff(self.norm_ff(q))
-
-
 @FUSION_HEADS.register("crossattn")
 class CrossAttentionFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, depth: int = 2, num_heads: int = 4,
                  ff_mult: int = 2, dropout: float = 0.1, pool_depth: int = 1,
-                 positional: str = "sinusoidal", max_positions: int = 1024, shared_layers: bool = False,
-                 per_modality_blocks: bool = False):
+                 positional: str = "sinusoidal", max_positions: int = 1024):
         super().__init__(modalities, d_model)
         if d_model % num_heads:
             raise ValueError(f"crossattn: d_model={d_model} is not divisible by num_heads={num_heads}")
@@ -101,35 +77,19 @@ class CrossAttentionFusion(FusionHead):
         n = len(self.modalities)
         self.positional = positional
         self.max_positions = max_positions
-        if shared_layers and per_modality_blocks:
-            raise ValueError("crossattn: shared_layers and per_modality_blocks exclude each other")
-        self.shared_layers = bool(shared_layers)
-        self.per_modality_blocks = bool(per_modality_blocks)
         self.type_embed = nn.Parameter(torch.randn(n, d_model) * 0.02)
         self.pos_embed = nn.Embedding(max_positions, d_model) if positional == "learned" else None
-        if self.shared_layers or self.per_modality_blocks:  # the other layout keeps a null key per layer
-            self.null = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
         self.cls = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
-        if not self.per_modality_blocks:
-            def layer() -> nn.Module:
-                return MaskedSelfAttentionLayer(d_model, num_heads, ff_mult, dropout)
-            self.cross_layers = nn.ModuleList(
-                layer() if self.shared_layers else ModalityAttentionLayer(n, d_model, num_heads, ff_mult, dropout)
-                for _ in range(depth))
-            self.pool_layers = nn.ModuleList(layer() for _ in range(pool_depth))
-        else:
-            self.cross_layers = nn.ModuleList(
-                nn.ModuleList(AttentionBlock(d_model, num_heads, ff_mult, dropout) for _ in range(n))
-                for _ in range(depth))
-            self.pool_layers = nn.ModuleList(AttentionBlock(d_model, num_heads, ff_mult, dropout)
-                                             for _ in range(pool_depth))
+        self.cross_layers = nn.ModuleList(ModalityAttentionLayer(n, d_model, num_heads, ff_mult, dropout)
+                                          for _ in range(depth))
+        self.pool_layers = nn.ModuleList(MaskedSelfAttentionLayer(d_model, num_heads, ff_mult, dropout)
+                                         for _ in range(pool_depth))
         self.norm = nn.LayerNorm(d_model)
         self.out_dim = d_model
         self._sinusoids: dict[tuple[int, str], Tensor] = {}
 
     def no_weight_decay(self) -> set[str]:
-        learned_tokens = {"type_embed", "cls"} | ({"null"} if hasattr(self, "null") else set())
-        return learned_tokens | ({"pos_embed.weight"} if self.pos_embed is not None else set())
+        return {"type_embed", "cls"} | ({"pos_embed.weight"} if self.pos_embed is not None else set())
 
     def _positions(self, length: int, device: torch.device) -> Tensor:
         if self.pos_embed is None:
@@ -145,8 +105,6 @@ class CrossAttentionFusion(FusionHead):
     def forward(self, tokens: dict[str, Tensor], masks: dict[str, Tensor]) -> Tensor:
         xs, ms = self.checked_inputs(tokens, masks)
         xs = [x + self.type_embed[i] + self._positions(x.shape[1], x.device) for i, x in enumerate(xs)]
-        if self.per_modality_blocks:
-            return self._forward_per_modality(xs, ms)
         b, device = xs[0].shape[0], xs[0].device
         x, real = torch.cat(xs, dim=1), torch.cat(ms, dim=1)           # [B, L, d], [B, L]
         modality = torch.cat([torch.full((t.shape[1],), i, device=device) for i, t in enumerate(xs)])
@@ -155,35 +113,13 @@ class CrossAttentionFusion(FusionHead):
         other = modality.unsqueeze(1) != modality.unsqueeze(0)          # [L, L]
         cross = torch.cat([always.unsqueeze(1).expand(b, len(modality), 1),
                            other.unsqueeze(0) & real.unsqueeze(1)], dim=2)  # [B, L, 1 + L]
-        if self.shared_layers:
-            null = self.null.expand(b, -1, -1)
-            for layer in self.cross_layers:
-                x = layer(x, cross, extra_kv=null)  # every modality updates from the same previous layer
-        else:
-            parts = list(x.split([t.shape[1] for t in xs], dim=1))
-            for layer in self.cross_layers:
-                parts = layer(parts, cross)
-            x = torch.cat(parts, dim=1)
+        parts = list(x.split([t.shape[1] for t in xs], dim=1))
+        for layer in self.cross_layers:
+            parts = layer(parts, cross)
+        x = torch.cat(parts, dim=1)
         seq = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)
         seen = torch.cat([always, real], dim=1).unsqueeze(1)            # [B, 1, 1 + L]
         for i, layer in enumerate(self.pool_layers):
             last = i == len(self.pool_layers) - 1
             seq = layer(seq, seen, queries=1 if last else None)        # only CLS is read after the last
-        return self.norm(seq[:, 0])
-
-    def _forward_per_modality(self, xs: list[Tensor], ms: list[Tensor]) -> Tensor:
-        b = xs[0].shape[0]
-        null = self.null.expand(b, -1, -1)
-        always = torch.ones(b, 1, dtype=torch.bool, device=xs[0].device)
-        for blocks in self.cross_layers:
-            updated = []
-            for i, block in enumerate(blocks):
-                context = torch.cat([null] + [x for j, x in enumerate(xs) if j != i], dim=1)
-                context_mask = torch.cat([always] + [m for j, m in enumerate(ms) if j != i], dim=1)
-                updated.append(block(xs[i], context, context_mask))
-            xs = updated
-        seq = torch.cat([self.cls.expand(b, -1, -1)] + xs, dim=1)
-        seq_mask = torch.cat([always] + ms, dim=1)
-        for block in self.pool_layers:
-            seq = block(seq, seq, seq_mask)
         return self.norm(seq[:, 0])

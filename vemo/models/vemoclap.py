@@ -183,7 +183,10 @@ def convert(folder: str | Path, out: str | Path | None = None, overrides: Sequen
                           "trained_on": config.get("dataset"), "n_frames": config.get("n_frames")},
         "import_notes": [NOTE] if "audio" in dims else [],
     }
-    checkpoint = {"state_dict": convert_state(state, config, stats), "hyper_parameters": hparams}
+    from vemo.network import CHECKPOINT_FORMAT, FORMAT_KEY
+
+    weights = {f"net.{k}": v for k, v in convert_state(state, config, stats).items()}
+    checkpoint = {FORMAT_KEY: CHECKPOINT_FORMAT, "state_dict": weights, "hyper_parameters": hparams}
     target = Path(out).expanduser() if out else folder / "vemo-pairwise.ckpt"
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:

@@ -1,9 +1,8 @@
 """Turn a checkpoint (or a run folder) into a ready model plus what prediction needs to know.
 
-Checkpoints written since models kept their own preprocessing state carry everything. Older ones
-are upgraded on the fly: the normalization statistics come from the DataModule's saved state, the
-token caps from the run record (``vemo_run``) or the run folder's ``config.yaml``, and the
-extractor settings from the manifest of the store named in that config, while it still exists.
+A checkpoint carries everything: the weights with the normalization statistics, the preprocessing
+rule (token caps, subsampling) and each modality's extractor settings. A checkpoint of another
+format version is refused in one line.
 """
 from __future__ import annotations
 
@@ -54,72 +53,13 @@ class LoadedModel:
     feature_specs: dict[str, dict[str, Any]] | None  # per modality: dim, kind, dtype, extractor
     extract_profile: str | None
     hparams: dict[str, Any] = field(default_factory=dict)  # the training run's model hyperparameters
-    notes: list[str] = field(default_factory=list)  # how an old checkpoint was upgraded
+    notes: list[str] = field(default_factory=list)  # what an importer noted about a converted model
     training: dict[str, Any] = field(default_factory=dict)  # split sizes and where the split came from
 
 
 def _run_dir_of(ckpt: Path) -> Path | None:
     folder = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     return folder if (folder / "config.yaml").is_file() else None
-
-
-def _run_config(run_dir: Path | None) -> dict[str, Any] | None:
-    if run_dir is None:
-        return None
-    from omegaconf import OmegaConf
-    try:
-        return OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - an unreadable config only means less to upgrade from
-        return None
-
-
-def _store_of(config: dict[str, Any] | None) -> Path | None:
-    data = (config or {}).get("data") or {}
-    if data.get("store"):
-        return Path(str(data["store"])).expanduser()
-    if str(data.get("_target_", "")).endswith("DemoDataModule"):
-        from vemo.data.demo import demo_dir
-        cache = str(data.get("cache_dir") or (config.get("paths") or {}).get("cache_dir") or "~/.cache/vemo")
-        if "${" in cache:
-            return None
-        return demo_dir(cache, int(data.get("num_videos", 1600)), int(data.get("demo_seed", 0))) / "store"
-    return None
-
-
-def _upgrade(hp: dict[str, Any], checkpoint: dict[str, Any], run_dir: Path | None, notes: list[str]) -> None:
-    """Fill ``preprocessing`` / ``feature_specs`` / ``extract_profile`` of a checkpoint that predates them."""
-    modalities = sorted(hp.get("modality_dims") or {})
-    config = None
-    if not hp.get("preprocessing"):
-        settings = (checkpoint.get("vemo_run") or {}).get("settings") or {}
-        if "data.max_len" in settings:
-            max_len, normalize = settings["data.max_len"], settings.get("data.normalize", True)
-            notes.append("preprocessing read from the checkpoint's run record (written before models kept it)")
-        else:
-            config = _run_config(run_dir)
-            data = (config or {}).get("data") or {}
-            if "max_len" in data:
-                raw = data["max_len"]
-                max_len = {m: int(raw) for m in modalities} if isinstance(raw, int) and raw else dict(raw or {})
-                normalize = bool(data.get("normalize", True))
-                notes.append(f"preprocessing read from {run_dir / 'config.yaml'} (an old checkpoint)")
-            else:
-                max_len, normalize = {m: 64 for m in modalities}, True
-                notes.append("this old checkpoint records no max_len: the default (64) is assumed")
-        hp["preprocessing"] = {"max_len": {m: int(v) for m, v in dict(max_len).items()},
-                               "subsample": "equidistant", "normalize": bool(normalize)}
-    if not hp.get("feature_specs"):
-        config = config if config is not None else _run_config(run_dir)
-        store = _store_of(config)
-        manifest = store / "manifest.json" if store else None
-        if manifest is not None and manifest.is_file():
-            data = json.loads(manifest.read_text())
-            hp["feature_specs"] = {m: data["modalities"][m] for m in modalities if m in data.get("modalities", {})}
-            hp["extract_profile"] = (data.get("metadata") or {}).get("profile")
-            notes.append(f"extractor settings read from {manifest} (an old checkpoint)")
-        else:
-            notes.append("this old checkpoint records no extractor settings and its store is gone: "
-                         "it predicts from features, not from videos")
 
 
 MODEL_NAMES = ("zeroshot", "demo")  # what checkpoint= takes besides a path
@@ -131,7 +71,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     affect model; ``demo`` the model trained on the synthetic demo videos (built on first use)."""
     import torch
 
-    from vemo.network import RENAMED_HPARAMS, FusionNetwork
+    from vemo.network import CheckpointFormatError, FusionNetwork, check_checkpoint_format
 
     if str(path) == "zeroshot" and not Path(path).exists():
         from vemo.affect.zeroshot import zeroshot_model
@@ -151,13 +91,15 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         raise PredictError(f"checkpoint={ckpt_path} cannot be read as a vemo checkpoint: {first}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise PredictError(f"checkpoint={ckpt_path} is not a vemo training checkpoint (no weights or hyperparameters)")
-    hp = {RENAMED_HPARAMS.get(k, k): v for k, v in dict(checkpoint["hyper_parameters"]).items()}
+    try:
+        check_checkpoint_format(checkpoint, f"checkpoint={ckpt_path}")
+    except CheckpointFormatError as e:
+        raise PredictError(str(e)) from None
+    hp = dict(checkpoint["hyper_parameters"])
     run_dir = _run_dir_of(ckpt_path)
     notes: list[str] = list(hp.get("import_notes") or [])
-    _upgrade(hp, checkpoint, run_dir, notes)
     for note in notes:
         log.info("%s: %s", ckpt_path, note)
-    checkpoint["hyper_parameters"] = hp
     try:
         model = FusionNetwork.from_checkpoint(checkpoint).to(device)
     except (KeyError, RuntimeError, TypeError) as e:

@@ -27,10 +27,6 @@ from vemo.io import atomic_write_json
 RECORD_ATTR = "vemo_record"   # the Optuna user attribute holding the record
 SCHEMA = 1
 STALE_REASON = "no heartbeat: its worker was killed or lost (rerun on the next start of the sweep)"
-# user attributes of sweeps written before the record existed, by the record field they fill
-_LEGACY_ATTRS = ("grid_key", "grid_name", "modalities", "fusion", "seed", "split_seed", "invocation", "worker",
-                 "name", "run_dir", "overrides", "command", "metrics", "seconds", "crashed", "interrupted",
-                 "objective_metric")
 
 
 def subset_name(modalities: Sequence[str], full: Sequence[str] | None = None) -> str:
@@ -138,11 +134,7 @@ class TrialRecord:
         parameters win over the record's copies."""
         frozen = trial if hasattr(trial, "state") else None
         attrs = trial.user_attrs
-        if RECORD_ATTR in attrs:
-            data = dict(attrs[RECORD_ATTR])
-        else:  # a sweep of an older vemo: one user attribute per fact
-            data = {k: attrs[k] for k in _LEGACY_ATTRS if k in attrs}
-            data["reason"] = attrs.get("fail_reason") or attrs.get("prune_reason")
+        data = dict(attrs.get(RECORD_ATTR) or {})  # none: a trial asked for outside a vemo sweep
         data["number"] = trial.number
         record = cls.from_dict(data)
         record.params = dict(trial.params)
