@@ -51,11 +51,28 @@ def test_overrides_compose():
 
 def test_experiment_config():
     cfg = load_config(["experiment=demo_ablation_base", "run_dir=/tmp/x"])
+    assert cfg.data._target_ == "vemo.data.DemoDataModule" and cfg.fusion.name == "crossattn"
     assert set(cfg.logger) == {"csv"}  # the experiment swaps the logger group
     assert cfg.trainer.max_epochs == group_file("experiment", "demo_ablation_base").trainer.max_epochs
     cfg = load_config(["experiment=demo_ablation_base", "trainer.max_epochs=5", "run_dir=/tmp/x"])
     assert cfg.trainer.max_epochs == 5  # the command line wins over the experiment
 
+
+
+def test_every_data_config_extends_the_loader_base():
+    """The loader keys live once, in configs/data/_loader.yaml; each data config pulls it first, keeps only
+    what is its own, and composes with the base's values."""
+    loader = OmegaConf.to_container(group_file("data", "_loader"))
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml") if not p.stem.startswith("_"))
+    assert {"demo", "store", "ekman6", "ve8", "movienet"} <= set(names)
+    for name in names:
+        own = OmegaConf.to_container(group_file("data", name))
+        assert own.pop("defaults") == ["_loader", "_self_"], name
+        assert not set(own) & set(loader) - {"_target_"}, name  # not repeated
+        cfg = load_config([f"data={name}", "run_dir=/tmp/x", *(["data.store=/s"] if "store" in own else [])])
+        composed = OmegaConf.to_container(cfg.data)
+        assert composed == {**loader, **own, **({"store": "/s"} if "store" in own else {})}, name
+        assert cfg.data.seed == cfg.seed and cfg.data._target_ == own["_target_"]
 
 def test_ddp_trainer_config():
     cfg = load_config(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "run_dir=/tmp/x"])

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 import vemo.datasets
+import vemo.fusion
 from tests.helpers import train_overrides, write_store
-from vemo.config import load_config
+from vemo.config import CONFIG_DIR, load_config
 from vemo.data.labels import read_labels
 from vemo.data.splits import read_split_dir
 from vemo.datasets.movienet import MOVIENET_GENRES
@@ -551,34 +553,55 @@ def test_movienet_labels_from_the_released_features_pickle(movienet, tmp_path, c
 
 
 # ================================================================= experiment configs
-BENCHMARK_EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml")
-                               if p.stem.split("_", 1)[0] in ("ekman6", "ve8", "movienet"))
+# experiment=<benchmark> [fusion=<head>]: the benchmark's recommended settings, with its default head
+BENCHMARK_HEADS = {"ekman6": "pairwise", "ve8": "crossattn", "movienet": "joint"}
 
 
-def test_there_is_an_experiment_config_per_benchmark_and_head():
-    import vemo.fusion
-
-    assert BENCHMARK_EXPERIMENTS == sorted(f"{b}_{h}" for b in ("ekman6", "movienet", "ve8")
-                                           for h in vemo.fusion.names())
+def _benchmark_experiment(benchmark: str, *extra: str):
+    return load_config([f"experiment={benchmark}", *extra, "data.store=/data/store", "run_dir=unused"])
 
 
-@pytest.mark.parametrize("name", BENCHMARK_EXPERIMENTS)
-def test_benchmark_experiment_configs_compose(name):
-    benchmark, head = name.split("_", 1)
-    cfg = load_config([f"experiment={name}", "data.store=/data/store", "run_dir=unused"])
-    assert cfg.data.dataset == benchmark and cfg.fusion.name == head and cfg.run_name == name
-    assert "early_stopping" in cfg.callbacks
-    if benchmark == "movienet":  # the trailer caps
-        assert dict(cfg.data.max_len) == {"frames": 160, "audio": 144, "faces": 80}
+def test_there_is_one_experiment_config_per_benchmark():
+    files = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
+    assert files == {*BENCHMARK_HEADS, "demo_ablation_base"}
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARK_HEADS))
+def test_a_benchmark_experiment_has_a_default_head(benchmark):
+    cfg = _benchmark_experiment(benchmark)
+    assert cfg.fusion.name == BENCHMARK_HEADS[benchmark] and cfg.run_name == f"{benchmark}_{cfg.fusion.name}"
+
+
+@pytest.mark.parametrize("benchmark", sorted(BENCHMARK_HEADS))
+def test_a_benchmark_experiment_composes_with_every_registered_head(benchmark):
+    """fusion=NAME picks the head: its own config file's settings, and nothing else of the experiment
+    changes but the run name."""
+    shared = None
+    for head in vemo.fusion.names():
+        cfg = OmegaConf.to_container(_benchmark_experiment(benchmark, f"fusion={head}"), resolve=True)
+        own = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "fusion" / f"{head}.yaml"))
+        assert cfg["fusion"] == own, head
+        assert cfg["run_name"] == f"{benchmark}_{head}" and cfg["logger"]["wandb"]["name"] == cfg["run_name"]
+        assert cfg["data"]["dataset"] == benchmark and cfg["data"]["modality_dropout"] == 0.1
+        assert "early_stopping" in cfg["callbacks"]
+        assert cfg["trainer"]["max_epochs"] == (30 if benchmark == "movienet" else 50)
+        if benchmark == "movienet":  # the trailer caps
+            assert cfg["data"]["max_len"] == {"frames": 160, "audio": 144, "faces": 80}
+        del cfg["fusion"], cfg["run_name"], cfg["logger"]["wandb"]["name"]
+        assert shared is None or cfg == shared, head
+        shared = cfg
+    # a head's own option on top of the experiment
+    assert _benchmark_experiment(benchmark, "fusion=gated", "fusion.hidden=64").fusion.hidden == 64
 
 
 def test_an_experiment_config_trains_end_to_end(ekman, tmp_path):
-    """experiment=ekman6_pairwise on official-format lists: the published head on its benchmark."""
+    """experiment=ekman6 on official-format lists: its default head, the published one on its benchmark."""
     from vemo.train import train
 
     root, _ = ekman
     metrics = train(load_config(train_overrides(
-        tmp_path / "run", tmp_path / "cache", "experiment=ekman6_pairwise", f"data.store={root / 'store'}",
+        tmp_path / "run", tmp_path / "cache", "experiment=ekman6", f"data.store={root / 'store'}",
         f"data.lists={root / 'lists'}", "trainer.max_epochs=2", "model.d_model=16", "model.classifier_hidden=32")))
     assert metrics["test/videos"] == 6 * EK_TEST and 0.0 <= metrics["test/acc"] <= 1.0
-    assert "name: pairwise" in (tmp_path / "run" / "config.yaml").read_text()
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "name: pairwise" in saved and "run_name: ekman6_pairwise" in saved
