@@ -15,11 +15,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vemo.datasets import ekman6, movienet, ve8  # noqa: F401  (registration side effect)
 from vemo.datasets.base import BenchmarkAdapter, Prepared
-from vemo.datasets.registry import DATASETS
+from vemo.registry import Registry
 
-__all__ = ["DATASETS", "BenchmarkAdapter", "BenchmarkDataModule", "Prepared", "get", "names", "prepare"]
+DATASETS: Registry[BenchmarkAdapter] = Registry("dataset", builtins={
+    "ekman6": "vemo.datasets.ekman6:Ekman6",
+    "ve8": "vemo.datasets.ve8:VideoEmotion8",
+    "movienet": "vemo.datasets.movienet:MovieNet",
+})
+register = DATASETS.register
+
+__all__ = ["DATASETS", "BenchmarkAdapter", "BenchmarkDataModule", "Prepared", "get", "names", "prepare", "register"]
 
 
 def names() -> list[str]:
@@ -33,7 +39,7 @@ def get(name: str) -> type[BenchmarkAdapter]:
 
 def prepare(name: str, **options: Any) -> Prepared:
     """Run adapter ``name`` with ``options`` (``store=`` and its own) and write the layout."""
-    return get(name)(**options).prepare()
+    return DATASETS.create(name, **options).prepare()
 
 
 def __getattr__(attr: str) -> Any:

@@ -16,7 +16,6 @@ from vemo.datasets.base import BenchmarkAdapter, Built, check_split_seed, fracti
 from vemo.datasets.files import ClassNames, existing_file, read_blacklist, read_class_index
 from vemo.datasets.problems import Tally
 from vemo.datasets.protocols import labelled_from_lists, read_lists, stratified_pick
-from vemo.datasets.registry import DATASETS
 from vemo.datasets.store_ids import StoreIds
 from vemo.errors import ConfigError
 
@@ -34,7 +33,6 @@ def list_file(value: Any, folder: Path | None, default_name: str, option: str) -
     return existing_file(path, option)
 
 
-@DATASETS.register("ekman6")
 class Ekman6(BenchmarkAdapter):
     name = "ekman6"
 

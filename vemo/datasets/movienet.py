@@ -25,7 +25,6 @@ from vemo.datasets.base import BenchmarkAdapter, Built, optional_path
 from vemo.datasets.files import ClassNames, existing_file, read_label_table, read_split_file, split_labels
 from vemo.datasets.problems import BEFORE_SPLITTING, Tally
 from vemo.datasets.protocols import ordered_split
-from vemo.datasets.registry import DATASETS
 from vemo.datasets.store_ids import StoreIds
 from vemo.errors import ConfigError, DataError
 from vemo.validation import check_split_fractions
@@ -45,7 +44,6 @@ class Labelled:
         self.source, self.line, self.raw, self.names, self.problem = source, line, raw, names, problem
 
 
-@DATASETS.register("movienet")
 class MovieNet(BenchmarkAdapter):
     name = "movienet"
     multilabel = True

@@ -23,7 +23,6 @@ from vemo.datasets.base import BenchmarkAdapter, Built, check_split_seed, fracti
 from vemo.datasets.files import ClassNames, existing_file, read_class_index, read_label_table, split_labels
 from vemo.datasets.problems import BEFORE_SPLITTING, Tally
 from vemo.datasets.protocols import labelled_from_lists, read_lists, stratified_pick
-from vemo.datasets.registry import DATASETS
 from vemo.datasets.store_ids import StoreIds, class_folder
 from vemo.errors import ConfigError, DataError
 
@@ -47,7 +46,6 @@ def numbered_lists(folder: Path) -> dict[int, tuple[Path, Path]]:
     return found
 
 
-@DATASETS.register("ve8")
 class VideoEmotion8(BenchmarkAdapter):
     name = "ve8"
 

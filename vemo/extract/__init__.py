@@ -5,16 +5,12 @@ Whisper, OCR and ONNX runtimes are imported only when an extractor that needs th
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from vemo.errors import ConfigError
 from vemo.registry import Registry
 
-EXTRACTORS: Registry = Registry("extractor")
-
 # name -> implementation; one file per modality family
-for _name, _target in {
+EXTRACTORS: Registry = Registry("extractor", builtins={
     # frames: an image embedding per sampled frame
     "mobilenet_v2": "vemo.extract.frames:MobileNetFrames",
     "clip": "vemo.extract.frames:ClipFrames",
@@ -33,8 +29,8 @@ for _name, _target in {
     "hf_caption": "vemo.extract.caption:HfCaption",
     # affect: the zero-shot experts' class scores, derived from faces, audio, speech and ocr
     "affect": "vemo.extract.affect:AffectExperts",
-}.items():
-    EXTRACTORS.register_lazy(_name, _target)
+})
+register = EXTRACTORS.register
 
 
 def create(name: str, **options: Any):
@@ -42,18 +38,7 @@ def create(name: str, **options: Any):
 
     An unknown name lists the valid ones; an unknown option lists the extractor's options.
     """
-    factory = EXTRACTORS.get(name)
-    params = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        own = [p for p in params if p != "self"]
-        unknown = sorted(set(options) - set(own))
-        if unknown:
-            raise ConfigError(f"extractor {name!r} has no option {', '.join(map(repr, unknown))}; "
-                              f"its options: {', '.join(own) or '(none)'}")
-    try:
-        return factory(**options)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"extractor {name!r}: {e}") from None
+    return EXTRACTORS.create(name, **options)
 
 
 def names() -> list[str]:

@@ -11,9 +11,6 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from vemo.registry import Registry
-
-FUSION_HEADS: Registry[nn.Module] = Registry("fusion head")
 
 
 class FusionHead(nn.Module):

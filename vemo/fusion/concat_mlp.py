@@ -6,10 +6,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from vemo.fusion.base import FUSION_HEADS, FusionHead, pooled_with_missing
+from vemo.fusion.base import FusionHead, pooled_with_missing
 
 
-@FUSION_HEADS.register("concat_mlp")
 class ConcatMLPFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, hidden: int = 256, depth: int = 2,
                  dropout: float = 0.1):

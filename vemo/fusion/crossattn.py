@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vemo.fusion.attention import MaskedSelfAttentionLayer, sinusoidal_positions
-from vemo.fusion.base import FUSION_HEADS, FusionHead
+from vemo.fusion.base import FusionHead
 
 __all__ = ["CrossAttentionFusion"]
 
@@ -62,7 +62,6 @@ class ModalityAttentionLayer(nn.Module):
         return out
 
 
-@FUSION_HEADS.register("crossattn")
 class CrossAttentionFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, depth: int = 2, num_heads: int = 4,
                  ff_mult: int = 2, dropout: float = 0.1, pool_depth: int = 1,

@@ -11,10 +11,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from vemo.fusion.base import FUSION_HEADS, FusionHead, pooled_with_missing
+from vemo.fusion.base import FusionHead, pooled_with_missing
 
 
-@FUSION_HEADS.register("gated")
 class GatedFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, hidden: int = 256, dropout: float = 0.1):
         super().__init__(modalities, d_model)

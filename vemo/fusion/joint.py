@@ -14,10 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from vemo.fusion.attention import MaskedSelfAttentionLayer
-from vemo.fusion.base import FUSION_HEADS, FusionHead
+from vemo.fusion.base import FusionHead
 
 
-@FUSION_HEADS.register("joint")
 class JointTransformerFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, depth: int = 2, num_heads: int = 8,
                  ff_mult: int = 4, dropout: float = 0.1, max_positions: int = 256, activation: str = "gelu"):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vemo.fusion.base import FUSION_HEADS, FusionHead, masked_mean, pooled_with_missing
+from vemo.fusion.base import FusionHead, masked_mean, pooled_with_missing
 
 # vemo's modalities that hold one vector per video (the extractors' "vector" kind)
 VECTOR_MODALITIES = ("caption", "ocr", "speech", "text")
@@ -34,7 +34,6 @@ def _stacked_linear(count: int, d_in: int, d_out: int) -> tuple[nn.Parameter, nn
     return weight, bias
 
 
-@FUSION_HEADS.register("pairwise")
 class PairwiseCrossAttentionFusion(FusionHead):
     def __init__(self, modalities: Sequence[str], d_model: int, num_heads: int = 4, dropout: float = 0.1,
                  vector_modalities: Sequence[str] = VECTOR_MODALITIES):
