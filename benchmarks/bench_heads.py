@@ -1,4 +1,4 @@
-"""Train-step throughput of every registered fusion head inside a real ``vemo.model.VideoClassifier``.
+"""Train-step throughput of every registered fusion head inside a real ``vemo.train.module.VideoClassifier``.
 
 A step is what training does per batch: forward (per-modality projection -> fusion head -> classifier),
 the model's own loss, backward, and an AdamW step. Batches are random but follow the batch contract
@@ -162,7 +162,7 @@ def random_batch(batch_size: int, max_len: dict[str, int], generator, device):
 def measure_head(args: argparse.Namespace) -> dict:
     import torch
 
-    from vemo.model import VideoClassifier
+    from vemo.train.module import VideoClassifier
 
     torch.set_num_threads(args.threads[0])
     device = torch.device(args.device)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -218,7 +217,7 @@ def test_predict_defaults_to_the_zero_shot_model(clips, zeroshot, tmp_path, monk
 def test_a_head_with_the_zero_shot_prior_starts_from_the_experts_answer():
     from vemo.affect.zeroshot import ZeroShotAffect
     from vemo.errors import ConfigError
-    from vemo.model import VideoClassifier
+    from vemo.train.module import VideoClassifier
     from vemo.network import FusionNetwork
 
     classes = ["anger", "happy", "sadness"]  # a synonym (happy = joy) and a subset of the experts' classes

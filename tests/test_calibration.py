@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vemo.calibration import expected_calibration_error, fit_temperature, probabilities, reliability
+from vemo.train.calibration import expected_calibration_error, fit_temperature, probabilities, reliability
 
 
 def test_ece_of_known_predictions():

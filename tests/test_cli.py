@@ -32,7 +32,7 @@ def test_default_config():
     assert cfg.data._target_ == "vemo.data.DemoDataModule"
     assert list(cfg.data.modalities) == ["audio", "faces", "frames", "ocr", "speech"]
     assert set(cfg.logger) == {"csv", "wandb"} and cfg.logger.wandb.offline is True
-    assert cfg.model._target_ == "vemo.model.VideoClassifier"
+    assert cfg.model._target_ == "vemo.train.module.VideoClassifier"
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer" and cfg.trainer.deterministic is True
     assert cfg.seed == 0 and cfg.ckpt_path is None and cfg.run_name == "crossattn"
     assert cfg.trainer.default_root_dir == "/tmp/x"
@@ -192,7 +192,7 @@ def test_two_runs_started_together_never_share_a_run_folder(tmp_path, demo_cache
 def test_a_folder_given_explicitly_is_used_as_it_is(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from vemo.run_folder import UniqueRunFolder, claim_folder
+    from vemo.train.run_folder import UniqueRunFolder, claim_folder
 
     first, second = claim_folder(tmp_path / "r"), claim_folder(tmp_path / "r")
     assert (first, second) == (tmp_path / "r", tmp_path / "r-2") and first.is_dir() and second.is_dir()

@@ -312,7 +312,7 @@ def test_normalization_stats_come_from_the_train_split_only(dm_store):
     assert np.abs(everything[:, 1:].mean(0) - dm.stats["frames"][0][1:]).max() > 0.05
     # items carry raw features; a model given these statistics standardizes them itself
     from vemo.data.collate import collate
-    from vemo.model import VideoClassifier
+    from vemo.train.module import VideoClassifier
 
     vid = dm.datasets["val"].ids[0]
     raw = store.features(vid, "frames").astype(np.float32)

@@ -1,4 +1,4 @@
-"""Benchmark adapters (vemo.datasets): Ekman-6, VideoEmotion-8 and MovieNet files of the published
+"""Benchmark adapters (vemo.data.benchmarks): Ekman-6, VideoEmotion-8 and MovieNet files of the published
 formats, written in tmp folders against real feature stores; every kind of bad input under both
 policies; a training run through data=ekman6; the VE-8 10-split sweep with its mean ± std."""
 from __future__ import annotations
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-import vemo.datasets
+import vemo.data.benchmarks
 import vemo.fusion
 from tests.helpers import train_overrides, write_store
 from vemo.config import CONFIG_DIR, load_config
 from vemo.data.labels import read_labels
 from vemo.data.splits import read_split_dir
-from vemo.datasets.movienet import MOVIENET_GENRES
-from vemo.datasets.problems import REASONS
+from vemo.data.benchmarks.movienet import MOVIENET_GENRES
+from vemo.data.benchmarks.problems import REASONS
 from vemo.errors import ConfigError, DataError
 from vemo.registry import UnknownNameError
 from vemo.store import ModalitySpec
@@ -87,15 +87,15 @@ def ekman_lists(folder: Path, ekman_ids, extra_train=(), extra_test=(), name=lam
 
 
 def test_the_registry_lists_the_three_benchmarks():
-    assert vemo.datasets.names() == ["ekman6", "movienet", "ve8"]
-    assert vemo.datasets.get("ekman6").name == "ekman6"
+    assert vemo.data.benchmarks.names() == ["ekman6", "movienet", "ve8"]
+    assert vemo.data.benchmarks.get("ekman6").name == "ekman6"
     with pytest.raises(UnknownNameError, match="valid names: ekman6, movienet, ve8"):
-        vemo.datasets.get("ucf101")
+        vemo.data.benchmarks.get("ucf101")
 
 
 def test_ekman6_official_lists_become_the_vemo_layout(ekman, tmp_path, capsys):
     root, ids = ekman
-    prepared = vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists")
+    prepared = vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists")
     out = prepared.out
     assert out.parent == root / "ekman6-labels" and out.name.startswith("seed0-")
     assert (out / "classes.txt").read_text().split() == EKMAN
@@ -114,9 +114,9 @@ def test_ekman6_official_lists_become_the_vemo_layout(ekman, tmp_path, capsys):
     assert report["used"] == {"train": 54, "val": 6, "test": 24} and report["skipped_total"] == 0
     assert skipped_rows(out) == []
     # seeded: the same seed draws the same validation videos, another seed others (in another folder)
-    again = vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", out=tmp_path / "again")
+    again = vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists", out=tmp_path / "again")
     assert read_split_dir(again.splits) == split
-    other = vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", split_seed=1)
+    other = vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists", split_seed=1)
     assert other.out != out and read_split_dir(other.splits)["val"] != split["val"]
     assert read_split_dir(other.splits)["test"] == split["test"]
 
@@ -125,10 +125,10 @@ def test_ekman6_rewrites_nothing_when_nothing_changed_and_ranks_above_zero_stay_
                                                                                       monkeypatch):
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-    from vemo.datasets import BenchmarkDataModule
+    from vemo.data import BenchmarkDataModule
 
     root, _ = ekman
-    first = vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", out=tmp_path / "o")
+    first = vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists", out=tmp_path / "o")
     stamps = {p: p.stat().st_mtime_ns for p in first.out.rglob("*") if p.is_file()}
     capsys.readouterr()
     monkeypatch.setattr(rank_zero_only, "rank", 1)  # what a DDP rank other than 0 sees
@@ -143,7 +143,7 @@ def test_ekman6_matches_list_ids_to_bare_store_ids_and_says_so(tmp_path, capsys)
     ids = {k: [f"{c}/{2000 + 100 * k + i}" for i in range(EK_TRAIN + EK_TEST)] for k, c in enumerate(EKMAN)}
     make_store(tmp_path / "store", {k: [v.split("/")[1] for v in vs] for k, vs in ids.items()})  # ids like 2000
     lists = ekman_lists(tmp_path / "lists", ids, name=lambda v: v + ".mp4")  # lists like anger/2000.mp4
-    prepared = vemo.datasets.prepare("ekman6", store=tmp_path / "store", lists=lists)
+    prepared = vemo.data.benchmarks.prepare("ekman6", store=tmp_path / "store", lists=lists)
     assert "list ids matched to store ids by file name" in capsys.readouterr().out
     assert read_labels(prepared.labels).targets["2000"] == [0]
     assert len(read_split_dir(prepared.splits)["test"]) == 24
@@ -153,7 +153,7 @@ def test_ekman6_files_of_another_store_are_refused_naming_what_was_tried(ekman, 
     root, ids = ekman
     make_store(tmp_path / "store", {0: ["clip_a", "clip_b"]})
     with pytest.raises(DataError) as err:
-        vemo.datasets.prepare("ekman6", store=tmp_path / "store", lists=root / "lists")
+        vemo.data.benchmarks.prepare("ekman6", store=tmp_path / "store", lists=root / "lists")
     msg = str(err.value)
     assert "trainlist01.txt and testlist01.txt" in msg and str(tmp_path / "store") in msg
     assert "'anger/1000' (as written): 0 found" in msg and "'1000' (by file name): 0 found" in msg
@@ -165,7 +165,7 @@ def test_ekman6_blacklist_leaves_videos_out_of_the_chosen_splits(ekman, tmp_path
     black = lines(tmp_path / "blacklist.txt", ["# mislabelled", "anger/1000", "1401   # by file name",
                                                f"{ids[1][EK_TRAIN]}", "nosuch/1", ""])
     for where, train_out, test_out in (("both", 2, 1), ("train", 2, 0), ("test", 0, 1)):
-        p = vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", blacklist=black,
+        p = vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists", blacklist=black,
                                   blacklist_from=where, out=tmp_path / where)
         assert p.skipped == {k: {"blacklisted": n} for k, n in (("train", train_out), ("test", test_out)) if n}
         split = read_split_dir(p.splits)
@@ -175,7 +175,7 @@ def test_ekman6_blacklist_leaves_videos_out_of_the_chosen_splits(ekman, tmp_path
         assert all(r["reason"] == "blacklisted" and "blacklist.txt:" in r["detail"] for r in rows)
     assert "1 of the 4 blacklist entries match no listed video" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="data.blacklist_from must be both, train or test"):
-        vemo.datasets.get("ekman6")(store=root / "store", lists=root / "lists", blacklist=black, blacklist_from="val")
+        vemo.data.benchmarks.get("ekman6")(store=root / "store", lists=root / "lists", blacklist=black, blacklist_from="val")
 
 
 # (line appended to the train list, reason in skipped.csv, words of the console/error text)
@@ -196,12 +196,12 @@ def test_ekman6_bad_lines_are_skipped_and_listed_or_stop_the_run(line, reason, w
     lists = ekman_lists(tmp_path / "lists", ids, extra_train=[line])
     line_number = 6 * EK_TRAIN + 1
     with pytest.raises(DataError) as err:
-        vemo.datasets.prepare("ekman6", store=root / "store", lists=lists, on_bad="fail", out=tmp_path / "fail")
+        vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=lists, on_bad="fail", out=tmp_path / "fail")
     msg = str(err.value)
     assert f"trainlist01.txt:{line_number}: " in msg and words in msg and "data.on_bad=skip" in msg
     assert not (tmp_path / "fail").exists()
 
-    p = vemo.datasets.prepare("ekman6", store=root / "store", lists=lists, on_bad="skip", out=tmp_path / "skip")
+    p = vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=lists, on_bad="skip", out=tmp_path / "skip")
     assert p.skipped == {"train": {reason: 1}}
     [row] = skipped_rows(p.out)
     assert (row["split"], row["line"], row["id"], row["reason"]) == ("train", str(line_number), line.split()[0]
@@ -221,7 +221,7 @@ def test_ekman6_a_video_whose_extraction_failed_is_named_as_such(tmp_path):
     make_store(tmp_path / "store", ids, failures={broken: "no video stream"})
     ids[2].append(broken)
     lists = ekman_lists(tmp_path / "lists", ids)
-    p = vemo.datasets.prepare("ekman6", store=tmp_path / "store", lists=lists)
+    p = vemo.data.benchmarks.prepare("ekman6", store=tmp_path / "store", lists=lists)
     [row] = skipped_rows(p.out)
     assert (row["id"], row["reason"], row["split"]) == (broken, "not_in_store", "test")
     assert row["detail"] == "its extraction failed: no video stream"
@@ -229,7 +229,7 @@ def test_ekman6_a_video_whose_extraction_failed_is_named_as_such(tmp_path):
 
 def test_ekman6_options_are_checked_before_any_file_is_read(ekman, tmp_path):
     root, _ = ekman
-    make = vemo.datasets.get("ekman6")
+    make = vemo.data.benchmarks.get("ekman6")
     with pytest.raises(ConfigError, match="data.class_index is required"):
         make(store=root / "store")
     with pytest.raises(ConfigError, match=r"data.train_list=.*nope.txt: no such file"):
@@ -240,15 +240,15 @@ def test_ekman6_options_are_checked_before_any_file_is_read(ekman, tmp_path):
         make(store=root / "store", lists=root / "lists", val_fraction=0)
     with pytest.raises(DataError, match=r"the validation split is empty \(60 training videos\): give it a share "
                                          r"\(data.val_fraction\)"):
-        vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", val_fraction=0.01,
+        vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists", val_fraction=0.01,
                               out=tmp_path / "noval")
     bad_index = lines(tmp_path / "classInd.txt", ["1 anger", "2 boredom"])
     with pytest.raises(DataError, match=r"classInd.txt:2: 'boredom' is not one of the classes"):
-        vemo.datasets.prepare("ekman6", store=root / "store", lists=root / "lists", class_index=bad_index)
+        vemo.data.benchmarks.prepare("ekman6", store=root / "store", lists=root / "lists", class_index=bad_index)
 
 
 def test_ekman6_data_config_refuses_options_it_does_not_have(ekman):
-    from vemo.datasets import BenchmarkDataModule
+    from vemo.data import BenchmarkDataModule
 
     root, _ = ekman
     with pytest.raises(ConfigError, match="data.labels: data=ekman6 writes labels itself"):
@@ -287,7 +287,7 @@ def test_ve8_draws_ten_stratified_two_to_one_splits_from_the_class_folders(ve8, 
     root, ids = ve8
     tests = []
     for k in range(1, 11):
-        p = vemo.datasets.prepare("ve8", store=root / "store", split=k, out=tmp_path / f"s{k}")
+        p = vemo.data.benchmarks.prepare("ve8", store=root / "store", split=k, out=tmp_path / f"s{k}")
         split = read_split_dir(p.splits)
         labels = read_labels(p.labels)
         assert labels.classes == [c.lower() for c in VE8]
@@ -296,11 +296,11 @@ def test_ve8_draws_ten_stratified_two_to_one_splits_from_the_class_folders(ve8, 
             assert (counts == per_class).all(), (k, name, counts)
         tests.append(tuple(split["test"]))
     assert len(set(tests)) == 10  # ten different splits
-    again = vemo.datasets.prepare("ve8", store=root / "store", split=3, out=tmp_path / "again")
+    again = vemo.data.benchmarks.prepare("ve8", store=root / "store", split=3, out=tmp_path / "again")
     assert tuple(read_split_dir(again.splits)["test"]) == tests[2]
     for bad in (0, 11, "3"):
         with pytest.raises(ConfigError, match=r"data.split must be one of 1..10 \(splits count from 1"):
-            vemo.datasets.get("ve8")(store=root / "store", split=bad)
+            vemo.data.benchmarks.get("ve8")(store=root / "store", split=bad)
 
 
 def test_ve8_official_lists_pick_the_numbered_pair(ve8, tmp_path, capsys):
@@ -312,13 +312,13 @@ def test_ve8_official_lists_pick_the_numbered_pair(ve8, tmp_path, capsys):
         test = {k: ids[k][(n - 1) * 3:n * 3] for k in ids}
         lines(lists / f"trainlist{n:02d}.txt", [f"{v} {k + 1}" for k in ids for v in ids[k] if v not in test[k]])
         lines(lists / f"testlist{n:02d}.txt", [f"{v}" for k in ids for v in test[k]])  # no index: the folder says
-    p = vemo.datasets.prepare("ve8", store=root / "store", lists=lists, split=2)
+    p = vemo.data.benchmarks.prepare("ve8", store=root / "store", lists=lists, split=2)
     assert read_split_dir(p.splits)["test"] == sorted(v for k in ids for v in ids[k][3:6])
     assert "official split 2" in capsys.readouterr().out and p.out.name.startswith("split02-seed0-")
     with pytest.raises(ConfigError, match=r"data.split must be one of 1..3 .*numbered 1..3"):
-        vemo.datasets.get("ve8")(store=root / "store", lists=lists, split=4)
+        vemo.data.benchmarks.get("ve8")(store=root / "store", lists=lists, split=4)
     with pytest.raises(ConfigError, match="give one of them"):
-        vemo.datasets.get("ve8")(store=root / "store", lists=lists, labels_file=lists / "classInd.txt")
+        vemo.data.benchmarks.get("ve8")(store=root / "store", lists=lists, labels_file=lists / "classInd.txt")
 
 
 VE8_BAD_ROWS = [
@@ -337,9 +337,9 @@ def test_ve8_labels_file_rows_that_are_bad_under_both_policies(row, reason, word
     good = [f"{v},{VE8[k]}" for k in ids for v in ids[k] if reason == "duplicate" or v != row.split(",")[0]]
     table = lines(tmp_path / "labels.csv", ["id,label", *good, row])
     with pytest.raises(DataError) as err:
-        vemo.datasets.prepare("ve8", store=root / "store", labels_file=table, on_bad="fail", out=tmp_path / "f")
+        vemo.data.benchmarks.prepare("ve8", store=root / "store", labels_file=table, on_bad="fail", out=tmp_path / "f")
     assert f"labels.csv:{len(good) + 2}: " in str(err.value) and words in str(err.value)
-    p = vemo.datasets.prepare("ve8", store=root / "store", labels_file=table, out=tmp_path / "s")
+    p = vemo.data.benchmarks.prepare("ve8", store=root / "store", labels_file=table, out=tmp_path / "s")
     assert p.skipped == {"all": {reason: 1}}
     [skipped] = skipped_rows(p.out)
     assert skipped["line"] == str(len(good) + 2) and skipped["split"] == "all"
@@ -350,15 +350,15 @@ def test_ve8_store_ids_outside_a_class_folder_are_listed_not_dropped(tmp_path):
     ids[0] += ["stray_clip", "Boredom/b_00"]
     make_store(tmp_path / "store", ids)
     with pytest.raises(DataError, match="'Boredom/b_00': unknown class"):
-        vemo.datasets.prepare("ve8", store=tmp_path / "store", on_bad="fail")
-    p = vemo.datasets.prepare("ve8", store=tmp_path / "store")
+        vemo.data.benchmarks.prepare("ve8", store=tmp_path / "store", on_bad="fail")
+    p = vemo.data.benchmarks.prepare("ve8", store=tmp_path / "store")
     assert p.skipped == {"all": {"no_label": 1, "unknown_class": 1}}
     assert {r["id"] for r in skipped_rows(p.out)} == {"stray_clip", "Boredom/b_00"}
 
 
 @pytest.mark.slow
 def test_ve8_ten_split_sweep_reports_mean_and_std(ve8, tmp_path, capsys, monkeypatch):
-    from vemo.studies import TrialRecord
+    from vemo.sweep.records import TrialRecord
     from vemo.sweep import sweep
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -425,7 +425,7 @@ def trailers_csv(path: Path, rows) -> Path:
 def test_movienet_trailers_table_gives_multilabel_layout_split_in_id_order(movienet, tmp_path, capsys):
     root, yt, genres = movienet
     table = trailers_csv(tmp_path / "trailers_genres.csv", genres.items())
-    p = vemo.datasets.prepare("movienet", store=root / "store", labels_file=table)
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table)
     labels = read_labels(p.labels, p.classes)
     assert labels.multilabel and labels.classes == MOVIENET_GENRES and len(MOVIENET_GENRES) == 21
     assert {labels.classes[c] for c in labels.targets[yt[0]]} == {"Drama", "History"}
@@ -442,7 +442,7 @@ def test_movienet_labels_in_any_separator_and_a_split_file(movienet, tmp_path):
                                                             for i, v in enumerate(yt)])
     split_json = tmp_path / "splits.json"
     split_json.write_text(json.dumps({"trn": yt[10:], "val": yt[5:10], "tst": yt[:5]}, indent=1))
-    p = vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, split_file=split_json)
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, split_file=split_json)
     labels = read_labels(p.labels, p.classes)
     assert all({labels.classes[c] for c in labels.targets[v]} == set(genres[v]) for v in yt)
     assert read_split_dir(p.splits) == {"train": yt[10:], "val": yt[5:10], "test": yt[:5]}
@@ -450,7 +450,7 @@ def test_movienet_labels_in_any_separator_and_a_split_file(movienet, tmp_path):
     folder.mkdir()
     for name, part in (("train", yt[:30]), ("val", yt[30:35]), ("test", yt[35:])):
         lines(folder / f"{name}.txt", part)
-    p = vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, split_file=folder)
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, split_file=folder)
     assert read_split_dir(p.splits)["val"] == yt[30:35] and p.out.name.startswith("splitfile-")
 
 
@@ -469,9 +469,9 @@ def test_movienet_bad_rows_under_both_policies(row, reason, words, movienet, tmp
     good = [f"{v},{'|'.join(genres[v])}" for v in yt if reason == "duplicate" or v != first]
     table = lines(tmp_path / "genres.csv", ["id,genres", *good, row.format(first)])
     with pytest.raises(DataError) as err:
-        vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, on_bad="fail", out=tmp_path / "f")
+        vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, on_bad="fail", out=tmp_path / "f")
     assert f"genres.csv:{len(good) + 2}: " in str(err.value) and words in str(err.value)
-    p = vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, out=tmp_path / "s")
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, out=tmp_path / "s")
     assert p.skipped == {"all": {reason: 1}}
     assert sum(p.used.values()) == len(good)
 
@@ -482,9 +482,9 @@ def test_movienet_split_file_ids_without_a_label_or_twice(movienet, tmp_path):
     split_json = tmp_path / "splits.json"
     split_json.write_text(json.dumps({"train": yt[10:] + [yt[12]], "val": yt[5:10], "test": yt[:5]}, indent=1))
     with pytest.raises(DataError, match=r"splits.json:\d+: '" + yt[12] + "': duplicate id"):
-        vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, split_file=split_json,
+        vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, split_file=split_json,
                               on_bad="fail")
-    p = vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, split_file=split_json)
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, split_file=split_json)
     assert p.skipped == {"train": {"duplicate": 1}, "test": {"no_label": 1}}
     assert p.used == {"train": 30, "val": 5, "test": 4}
 
@@ -496,17 +496,17 @@ def test_movienet_table_row_that_does_not_parse(movienet, tmp_path):
     with open(table, "a") as f:
         f.write("tt9999999,yt000a\n")  # two cells where the header has five
     with pytest.raises(DataError, match=rf"trailers.csv:{MN_VIDEOS + 2}: 'tt9999999,yt000a': does not parse"):
-        vemo.datasets.prepare("movienet", store=root / "store", labels_file=table, on_bad="fail")
-    p = vemo.datasets.prepare("movienet", store=root / "store", labels_file=table)
+        vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table, on_bad="fail")
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", labels_file=table)
     assert p.skipped == {"all": {"unparsable": 1}} and sum(p.used.values()) == MN_VIDEOS
 
 
 def test_movienet_needs_one_labels_source(movienet, tmp_path):
     root, _, _ = movienet
     with pytest.raises(ConfigError, match="needs exactly one of data.labels_file"):
-        vemo.datasets.get("movienet")(store=root / "store")
+        vemo.data.benchmarks.get("movienet")(store=root / "store")
     with pytest.raises(ConfigError, match=r"data.split_fractions=\[0.5, 0.5, 0.5\] sums to 1.5"):
-        vemo.datasets.get("movienet")(store=root / "store", labels_file=__file__, split_fractions=[0.5, 0.5, 0.5])
+        vemo.data.benchmarks.get("movienet")(store=root / "store", labels_file=__file__, split_fractions=[0.5, 0.5, 0.5])
 
 
 class _Runs:
@@ -535,20 +535,20 @@ def test_movienet_labels_from_the_released_features_pickle(movienet, tmp_path, c
     samples[yt[1]] = {"features": {}, "labels": np.ones(20, np.float32)}           # the wrong length
     path = tmp_path / "features.pkl"
     path.write_bytes(pickle.dumps({"samples": samples, "stats": {"clip": {"mean": 0.0}}, "idx_to_label": index}))
-    p = vemo.datasets.prepare("movienet", store=root / "store", features_file=path)
+    p = vemo.data.benchmarks.prepare("movienet", store=root / "store", features_file=path)
     labels = read_labels(p.labels, p.classes)
     assert labels.classes == MOVIENET_GENRES and set(labels.targets) == set(yt[2:])
     assert {labels.classes[c] for c in labels.targets[yt[2]]} == set(genres[yt[2]])
     assert p.skipped == {"all": {"unparsable": 1, "empty_label": 1}}
     assert "labels from features.pkl" in capsys.readouterr().out
     with pytest.raises(DataError, match="features.pkl: 'yt001b': does not parse"):
-        vemo.datasets.prepare("movienet", store=root / "store", features_file=path, on_bad="fail")
+        vemo.data.benchmarks.prepare("movienet", store=root / "store", features_file=path, on_bad="fail")
 
     from vemo.store.safe_pickle import UnsafePickleError
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps({"samples": {yt[2]: _Runs(tmp_path / "ran")}, "idx_to_label": index}))
     with pytest.raises(UnsafePickleError):
-        vemo.datasets.prepare("movienet", store=root / "store", features_file=evil)
+        vemo.data.benchmarks.prepare("movienet", store=root / "store", features_file=evil)
     assert not (tmp_path / "ran").exists()
 
 

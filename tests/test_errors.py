@@ -16,7 +16,7 @@ from vemo.config import load_config
 from vemo.errors import ConfigError, DataError
 from vemo.store import ModalitySpec
 from vemo.train import train
-from vemo.validation import check_train_config
+from vemo.train.checks import check_train_config
 
 pytestmark = pytest.mark.timeout(300)
 

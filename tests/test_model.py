@@ -10,7 +10,7 @@ import vemo.fusion
 from vemo.config import load_config
 from vemo.data.collate import collate
 from vemo.fusion import fusion_options
-from vemo.model import VideoClassifier
+from vemo.train.module import VideoClassifier
 
 DIMS = {"frames": 12, "audio": 6, "text": 5}
 CLASSES = ["a", "b", "c", "d"]
@@ -101,7 +101,7 @@ def test_fusion_options_rejects_foreign_targets_and_missing_names():
 
 @pytest.mark.parametrize("multilabel", [False, True])
 def test_metric_names_are_the_names_the_metrics_are_logged_under(multilabel):
-    from vemo.metrics import metric_names, scalar_metrics, validation_metrics
+    from vemo.train.metrics import metric_names, scalar_metrics, validation_metrics
     assert sorted(scalar_metrics(3, multilabel).keys(keep_base=True)) == sorted(metric_names(multilabel))
     assert validation_metrics(multilabel)[:len(metric_names(multilabel))] == [f"val/{n}" for n in metric_names(multilabel)]
 

@@ -21,7 +21,7 @@ from vemo.data import DemoDataModule
 from vemo.data.demo import demo_dir
 from vemo.data.preprocess import equidistant_positions, prepare_modality
 from vemo.errors import PredictError
-from vemo.model import VideoClassifier
+from vemo.train.module import VideoClassifier
 from vemo.predict import Predictor
 from vemo.affect.circumplex import valence_arousal
 from vemo.store import FeatureStore

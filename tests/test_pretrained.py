@@ -4,7 +4,6 @@ another format version is refused; the export command."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -19,8 +19,7 @@ from optuna.trial import TrialState, create_trial
 
 from tests.helpers import assert_warnings_were_forced, with_forced_warnings
 from vemo.report import is_fraction, leave_one_out, main, summarize, write_report
-from vemo.studies import RECORD_ATTR
-from vemo.studies import RECORD_ATTR, TrialRecord, write_record
+from vemo.sweep.records import RECORD_ATTR, TrialRecord, write_record
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -24,7 +24,8 @@ from omegaconf import OmegaConf, open_dict
 
 from vemo.config import load_config
 from vemo.errors import ConfigError
-from vemo.studies import RECORD_ATTR, TrialRecord, open_storage, write_record
+from vemo.sweep.records import RECORD_ATTR, TrialRecord, write_record
+from vemo.sweep.storage import open_storage
 from vemo.sweep import cpu_count, sweep
 
 pytestmark = pytest.mark.timeout(300)
@@ -369,7 +370,7 @@ def test_a_stop_signal_waits_for_a_deferred_block_and_a_second_one_is_ignored():
 def test_the_heartbeat_keeps_a_trial_longer_than_the_grace_period_alive(tmp_path):
     """What a worker does before it claims a trial, with heartbeat_interval=1 and grace_period=2: a trial whose
     heartbeat goes on stays RUNNING for longer than the grace period (once it stops, see the next tests)."""
-    from vemo.studies import quiet_optuna
+    from vemo.sweep.storage import quiet_optuna
     from vemo.sweep.worker import Heartbeat
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", 1, 2)
     study = optuna.create_study(study_name="hb", storage=storage)

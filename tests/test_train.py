@@ -18,7 +18,7 @@ from vemo.config import load_config
 from vemo.data import DemoDataModule, ModalityError
 from vemo.data.demo import CLASSES, DIMS
 from vemo.data.normalization import load_stats
-from vemo.model import VideoClassifier
+from vemo.train.module import VideoClassifier
 from vemo.errors import ResumeError
 from vemo.registry import UnknownNameError
 from vemo.store import ModalitySpec
@@ -257,7 +257,7 @@ def test_resuming_with_another_label_set_is_refused(tmp_path):
 
 
 def test_resuming_with_a_changed_learning_rate_goes_on_and_says_so(interrupted, tmp_path, demo_cache, caplog):
-    with caplog.at_level("WARNING", logger="vemo.resume"):
+    with caplog.at_level("WARNING", logger="vemo.train.resume"):
         metrics = run(tmp_path / "run", demo_cache, *FROZEN_BEST, "model.lr=1e-3",
                       f"ckpt_path={interrupted / 'checkpoints' / 'last.ckpt'}")
     assert metrics["epochs"] == EPOCHS
@@ -278,7 +278,7 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(baseline, tmp_pat
     from vemo.errors import PredictError, ResumeError
     from vemo.network import CheckpointFormatError
     from vemo.predict.checkpoint import load_model
-    from vemo.resume import check_resume
+    from vemo.train.resume import check_resume
 
     _, metrics = baseline
     ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)

@@ -23,7 +23,7 @@ def predictions(trial: Path) -> tuple[dict[str, int], list[str]]:
     import lightning as L
     from omegaconf import OmegaConf
 
-    from vemo.model import VideoClassifier
+    from vemo.train.module import VideoClassifier
     from vemo.train import build_datamodule
 
     cfg = OmegaConf.load(trial / "config.yaml")

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     import warnings
 
-    from vemo.plots import plot_confusion_matrix
+    from vemo.train.plots import plot_confusion_matrix
     from vemo.store import FeatureStore
 
     logging.getLogger("lightning").setLevel(logging.ERROR)

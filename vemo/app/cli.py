@@ -17,7 +17,7 @@ def settings_from(cfg: DictConfig):
     from vemo.app.limits import UploadLimits
     from vemo.app.server import Settings
     from vemo.errors import ConfigError
-    from vemo.validation import positive_int, seed
+    from vemo.options import positive_int, seed
 
     limits = UploadLimits.from_config(cfg.max_upload_mb, cfg.max_seconds, list(cfg.extensions or []))
     if not isinstance(cfg.port, int) or isinstance(cfg.port, bool) or not 1 <= cfg.port <= 65535:

@@ -12,6 +12,7 @@ from vemo.errors import ModalityError
 
 _LAZY = {
     "FeatureDataModule": "vemo.data.datamodule",
+    "BenchmarkDataModule": "vemo.data.benchmark_datamodule",
     "DemoDataModule": "vemo.data.demo_datamodule",
     "LabelError": "vemo.data.labels",
     "Labels": "vemo.data.labels",
@@ -20,7 +21,7 @@ _LAZY = {
 
 # the batch collate function is vemo.data.collate.collate (its module shares the name, so the package
 # does not re-export it: the attribute would flip between function and module with import order)
-__all__ = ["DemoDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "read_labels"]
+__all__ = ["BenchmarkDataModule", "DemoDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "read_labels"]
 
 
 def __getattr__(name: str) -> Any:

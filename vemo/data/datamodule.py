@@ -18,7 +18,7 @@ from vemo.data.sampler import EpochSampler
 from vemo.data.splits import SPLITS, read_split_dir, restrict_to_available, stratified_split
 from vemo.errors import DataError, ModalityError
 from vemo.store import FeatureStore
-from vemo.validation import check_modality_list, number_in
+from vemo.options import check_modality_list, number_in
 
 
 class FeatureDataModule(L.LightningDataModule):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vemo.data.labels import TEXT_ENCODING, LabelError, Labels
-from vemo.validation import check_split_fractions
+from vemo.options import check_split_fractions
 
 SPLITS = ("train", "val", "test")
 

@@ -136,7 +136,7 @@ def _barrier(world: int) -> None:
 
 def check_settings(cfg: Mapping[str, Any]) -> None:
     """Every number of the command's config, checked before any video is touched."""
-    from vemo.validation import non_negative_int, number_in, positive_int
+    from vemo.options import non_negative_int, number_in, positive_int
 
     for key in ("processes", "video_batch", "commit_every", "part_size", "num_frames"):
         positive_int(cfg.get(key), key)

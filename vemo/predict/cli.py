@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vemo.cli import reported_errors, run_command
 from vemo.config import CONFIG_DIR
@@ -77,7 +77,7 @@ def want_plots(setting: Any, count: int) -> bool:
 
 def predict(cfg: DictConfig) -> int:
     from vemo.errors import ConfigError
-    from vemo.validation import non_negative_int, positive_int
+    from vemo.options import non_negative_int, positive_int
 
     if cfg.format not in ("text", "json"):
         raise ConfigError(f"format must be text or json, got {cfg.format!r}")

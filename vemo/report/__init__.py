@@ -24,7 +24,7 @@ from vemo.report.loading import Sweep, load_sweep
 from vemo.report.markdown import write_report
 from vemo.report.tables import GroupRow, LooRow, is_fraction, leave_one_out, metric_direction, summarize
 from vemo.report.wandb_summary import log_summary_run
-from vemo.studies import TrialRecord
+from vemo.sweep.records import TrialRecord
 
 __all__ = ["GroupRow", "LooRow", "Sweep", "TrialRecord", "is_fraction", "leave_one_out", "load_sweep",
            "log_summary_run", "main", "metric_direction", "summarize", "write_report"]

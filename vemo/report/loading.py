@@ -13,7 +13,8 @@ from typing import Any
 
 from vemo.errors import DataError
 from vemo.io import read_json
-from vemo.studies import TrialRecord, default_storage_url, load_study, mask_url, open_storage, sqlite_path
+from vemo.sweep.records import TrialRecord
+from vemo.sweep.storage import default_storage_url, load_study, mask_url, open_storage, sqlite_path
 
 log = logging.getLogger("vemo.report")
 

@@ -11,7 +11,7 @@ from vemo.report.loading import Sweep, load_sweep
 from vemo.report.plots import plot_heatmap, plot_leave_one_out, plot_optuna
 from vemo.report.tables import (GroupRow, fmt, fmt_param, fmt_pm, is_fraction, leave_one_out, metric_direction, ranked,
                                 subset_key, summarize)
-from vemo.studies import TrialRecord, subset_name
+from vemo.sweep.records import TrialRecord, subset_name
 
 
 def objective_name(sweep: Sweep) -> str:

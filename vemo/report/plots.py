@@ -14,9 +14,9 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from vemo.plots import save_figure
+from vemo.train.plots import save_figure
 from vemo.report.tables import GroupRow, LooRow, is_fraction, subset_key
-from vemo.studies import subset_name
+from vemo.sweep.records import subset_name
 
 
 def plot_heatmap(rows: Sequence[GroupRow], metric: str, path: Path, full: Sequence[str] | None = None,

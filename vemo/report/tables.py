@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from vemo.studies import TrialRecord
+from vemo.sweep.records import TrialRecord
 
 
 @dataclass

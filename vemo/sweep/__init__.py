@@ -21,11 +21,25 @@ shared RDB URL) never run the same grid point twice and never overshoot ``n_tria
 
 The package, by job: ``settings`` (the config, checked; shared overrides), ``plans`` (the grid and
 the search), ``worker`` (claiming, heartbeat, running and recording a trial), ``processes``
-(worker processes), ``signals`` (Ctrl-C and SIGTERM), ``runner`` (``run_sweep``), ``cli``.
+(worker processes), ``signals`` (Ctrl-C and SIGTERM), ``runner`` (``run_sweep``), ``cli``;
+``storage`` (Optuna storages and cross-process locks) and ``records`` (the one record each trial
+leaves), which ``vemo.report`` reads too. The entry points load on first use, so reading records
+does not import the runner.
 """
-from vemo.sweep.cli import main
-from vemo.sweep.processes import cpu_count
-from vemo.sweep.runner import run_sweep, sweep
-from vemo.sweep.signals import Interrupted
+from __future__ import annotations
 
-__all__ = ["Interrupted", "cpu_count", "main", "run_sweep", "sweep"]
+import importlib
+from typing import Any
+
+_LAZY = {"main": "vemo.sweep.cli", "cpu_count": "vemo.sweep.processes", "run_sweep": "vemo.sweep.runner",
+         "sweep": "vemo.sweep.runner", "Interrupted": "vemo.sweep.signals"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vemo.sweep' has no attribute {name!r}")

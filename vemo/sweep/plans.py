@@ -15,7 +15,7 @@ import hydra
 import optuna
 
 from vemo.errors import ConfigError
-from vemo.studies import RECORD_ATTR, TrialRecord, hydra_value, subset_name
+from vemo.sweep.records import RECORD_ATTR, TrialRecord, hydra_value, subset_name
 from vemo.sweep.settings import is_number
 
 SEED_MAX = 2**32 - 1

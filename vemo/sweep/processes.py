@@ -194,7 +194,7 @@ def run_workers(s: dict[str, Any], invocation: str) -> None:
 def _remaining(s: dict[str, Any], invocation: str) -> int:
     import optuna
 
-    from vemo.studies import open_storage
+    from vemo.sweep.storage import open_storage
     from vemo.sweep.plans import make_plan
     study = optuna.load_study(study_name=s["study_name"], storage=open_storage(s["storage"]))
     return make_plan(s, invocation).remaining(study)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from vemo.config import load_config
 from vemo.errors import ConfigError, VemoError
 from vemo.io import atomic_write_json
-from vemo.studies import mask_url, open_storage, storage_lock, url_has_password
+from vemo.sweep.storage import mask_url, open_storage, storage_lock, url_has_password
 from vemo.sweep.plans import make_plan, make_pruner, make_sampler
 from vemo.sweep.processes import run_workers
 from vemo.sweep.settings import resolve_settings, shared_overrides, versions
@@ -32,7 +32,7 @@ STUDY_ATTRS = ("kind", "metric", "direction", "report_metric", "modalities", "he
 def _compose(overrides: list[str], where: str) -> DictConfig:
     """The training config of ``overrides``, checked as ``vemo.train`` would check it."""
     from vemo.cli import describe
-    from vemo.validation import check_train_config
+    from vemo.train.checks import check_train_config
     try:
         cfg = load_config([*overrides, "run_dir=."])
         check_train_config(cfg)
@@ -170,7 +170,7 @@ def _write_report(s: dict[str, Any], probe: DictConfig, saved: dict[str, Any], f
         best = next((g for g in report["rows"] if g.best), None)
         if best is not None:  # the headline: mean ± std over the seeds/splits of the best cell
             from vemo.report.tables import fmt_pm, is_fraction
-            from vemo.studies import subset_name
+            from vemo.sweep.records import subset_name
             metric, cells = report["metric"], len(report["rows"])
             print(f"{metric}{' (%)' if is_fraction(metric) else ''}: {best.head} on "
                   f"{subset_name(best.modalities, report['full'])}: {fmt_pm(best.mean, best.std, metric)} "

@@ -16,8 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from vemo.errors import ConfigError
-from vemo.metrics import validation_metrics
-from vemo.studies import default_storage_url, hydra_value, mask_url
+from vemo.train.metrics import validation_metrics
+from vemo.sweep.records import hydra_value
+from vemo.sweep.storage import default_storage_url, mask_url
 
 KINDS = ("ablation", "hparams")
 DIRECTIONS = ("maximize", "minimize")

@@ -27,8 +27,8 @@ from optuna.trial import TrialState
 
 from vemo.config import load_config
 from vemo.errors import TrainingError
-from vemo.studies import (TrialRecord, hydra_value, mask_url, open_storage, quiet_optuna,
-                          record_stale_trial, storage_lock, train_command, write_record)
+from vemo.sweep.records import TrialRecord, hydra_value, record_stale_trial, train_command, write_record
+from vemo.sweep.storage import mask_url, open_storage, quiet_optuna, storage_lock
 from vemo.sweep.plans import make_plan, make_pruner, make_sampler
 from vemo.sweep.settings import shared_overrides, versions
 from vemo.sweep.signals import Interrupted, deferred_signals, received_signal, reinstall, signal_name

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from vemo.datasets.base import BenchmarkAdapter, Built, check_split_seed, fraction, optional_path
-from vemo.datasets.files import ClassNames, existing_file, read_class_index, read_label_table, split_labels
-from vemo.datasets.problems import BEFORE_SPLITTING, Tally
-from vemo.datasets.protocols import labelled_from_lists, read_lists, stratified_pick
-from vemo.datasets.store_ids import StoreIds, class_folder
+from vemo.data.benchmarks.base import BenchmarkAdapter, Built, check_split_seed, fraction, optional_path
+from vemo.data.benchmarks.files import ClassNames, existing_file, read_class_index, read_label_table, split_labels
+from vemo.data.benchmarks.problems import BEFORE_SPLITTING, Tally
+from vemo.data.benchmarks.protocols import labelled_from_lists, read_lists, stratified_pick
+from vemo.data.benchmarks.store_ids import StoreIds, class_folder
 from vemo.errors import ConfigError, DataError
 
 VE8_CLASSES = ["anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust"]

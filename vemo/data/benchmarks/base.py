@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from vemo.data.splits import SPLITS
-from vemo.datasets.layout import write_layout
-from vemo.datasets.problems import Tally, check_on_bad, counts_text
-from vemo.datasets.store_ids import StoreIds
+from vemo.data.benchmarks.layout import write_layout
+from vemo.data.benchmarks.problems import Tally, check_on_bad, counts_text
+from vemo.data.benchmarks.store_ids import StoreIds
 from vemo.errors import ConfigError, DataError
-from vemo.validation import number_in, seed
+from vemo.options import number_in, seed
 
 SHOWN_SKIPPED = 5  # skipped items printed to the console; skipped.csv lists them all
 LAYOUT_FILES = "labels.csv, classes.txt, splits/, report.json, skipped.csv"

@@ -21,13 +21,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.datasets.base import BenchmarkAdapter, Built, optional_path
-from vemo.datasets.files import ClassNames, existing_file, read_label_table, read_split_file, split_labels
-from vemo.datasets.problems import BEFORE_SPLITTING, Tally
-from vemo.datasets.protocols import ordered_split
-from vemo.datasets.store_ids import StoreIds
+from vemo.data.benchmarks.base import BenchmarkAdapter, Built, optional_path
+from vemo.data.benchmarks.files import ClassNames, existing_file, read_label_table, read_split_file, split_labels
+from vemo.data.benchmarks.problems import BEFORE_SPLITTING, Tally
+from vemo.data.benchmarks.protocols import ordered_split
+from vemo.data.benchmarks.store_ids import StoreIds
 from vemo.errors import ConfigError, DataError
-from vemo.validation import check_split_fractions
+from vemo.options import check_split_fractions
 
 MOVIENET_GENRES = ["Action", "Adventure", "Animation", "Biography", "Comedy", "Crime", "Documentary", "Drama",
                    "Family", "Fantasy", "History", "Horror", "Music", "Musical", "Mystery", "Romance", "Sci-Fi",

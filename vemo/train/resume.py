@@ -21,7 +21,7 @@ from vemo.compare import leaf_differences, short
 from vemo.errors import ResumeError
 from vemo.network import CheckpointFormatError, check_checkpoint_format
 
-log = logging.getLogger("vemo.resume")
+log = logging.getLogger("vemo.train.resume")
 
 SIGNATURE_KEY = "vemo_run"
 SPLITS = ("train", "val", "test")

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from vemo.data.datamodule import FeatureDataModule
-from vemo.datasets import get
-from vemo.datasets.base import BenchmarkAdapter, Prepared
+from vemo.data.benchmarks import get
+from vemo.data.benchmarks.base import BenchmarkAdapter, Prepared
 from vemo.errors import ConfigError
 
-log = logging.getLogger("vemo.datasets")
+log = logging.getLogger("vemo.data.benchmarks")
 
 # FeatureDataModule options the adapter's output decides
 WRITTEN = ("labels", "classes", "splits")
@@ -58,7 +58,7 @@ class BenchmarkDataModule(FeatureDataModule):
     """A FeatureDataModule over the layout that adapter ``dataset`` writes from the official files.
 
     Args:
-        dataset: a registered adapter (``vemo.datasets.names()``).
+        dataset: a registered adapter (``vemo.data.benchmarks.names()``).
         store: the feature store of the benchmark's videos.
         **options: the adapter's options (its files, ``out``, ``on_bad``, split settings) and
             FeatureDataModule's (modalities, max_len, batch sizes, ...); ``labels``, ``classes``

@@ -24,7 +24,7 @@ from optuna.storages import RDBStorage
 
 from vemo.errors import ConfigError
 
-log = logging.getLogger("vemo.studies")
+log = logging.getLogger("vemo.sweep")
 
 SQLITE_TIMEOUT_S = 600  # how long a writer waits for another process's transaction
 

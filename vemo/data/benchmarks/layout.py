@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from vemo.data.labels import MULTI_SEPARATOR
 from vemo.data.splits import SPLITS
-from vemo.datasets.problems import Skipped
+from vemo.data.benchmarks.problems import Skipped
 from vemo.errors import DataError
 from vemo.io import atomic_write_bytes
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from vemo.datasets.base import BenchmarkAdapter, Built, check_split_seed, fraction, optional_path
-from vemo.datasets.files import ClassNames, existing_file, read_blacklist, read_class_index
-from vemo.datasets.problems import Tally
-from vemo.datasets.protocols import labelled_from_lists, read_lists, stratified_pick
-from vemo.datasets.store_ids import StoreIds
+from vemo.data.benchmarks.base import BenchmarkAdapter, Built, check_split_seed, fraction, optional_path
+from vemo.data.benchmarks.files import ClassNames, existing_file, read_blacklist, read_class_index
+from vemo.data.benchmarks.problems import Tally
+from vemo.data.benchmarks.protocols import labelled_from_lists, read_lists, stratified_pick
+from vemo.data.benchmarks.store_ids import StoreIds
 from vemo.errors import ConfigError
 
 EKMAN6_CLASSES = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]

@@ -8,9 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-from vemo.datasets.files import ClassNames, numbered_lines, parse_list_line
-from vemo.datasets.problems import Tally
-from vemo.datasets.store_ids import IdForm, StoreIds, class_folder, file_name, strip_extension
+from vemo.data.benchmarks.files import ClassNames, numbered_lines, parse_list_line
+from vemo.data.benchmarks.problems import Tally
+from vemo.data.benchmarks.store_ids import IdForm, StoreIds, class_folder, file_name, strip_extension
 
 
 def _rounded(x: float) -> int:

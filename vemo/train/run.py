@@ -20,7 +20,7 @@ from vemo.cli import reported_errors, run_command
 from vemo.config import CONFIG_DIR
 from vemo.errors import ConfigError, DataError
 from vemo.io import atomic_write_json
-from vemo.validation import check_train_config, resolve_checkpoint_path
+from vemo.train.checks import check_train_config, resolve_checkpoint_path
 
 if TYPE_CHECKING:
     import lightning as L
@@ -67,7 +67,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 def choose_monitor(cfg: DictConfig, multilabel: bool) -> None:
     """Fill ``monitor`` and ``monitor_mode`` in ``cfg``; refuse a metric that validation does not log."""
-    from vemo.metrics import default_monitor, validation_metrics
+    from vemo.train.metrics import default_monitor, validation_metrics
 
     monitor = cfg.monitor or default_monitor(multilabel)
     valid = validation_metrics(multilabel)
@@ -106,7 +106,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     from lightning.pytorch.loggers import WandbLogger
 
     from vemo.cli import one_console_for_lightning
-    from vemo.resume import RunSignature, check_resume, run_signature
+    from vemo.train.resume import RunSignature, check_resume, run_signature
 
     one_console_for_lightning()
 
@@ -153,7 +153,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
     # the model holds the best checkpoint's weights after testing (or the last epoch's without a test)
     if best_path and not cfg.test:
         model.load_state_dict(torch.load(best_path, map_location=model.device, weights_only=True)["state_dict"])
-    from vemo.calibration import calibration_report
+    from vemo.train.calibration import calibration_report
     calibration, reliability_curves = calibration_report(model, dm, test=bool(cfg.test))
     results.update(calibration)
     results.update({
@@ -197,7 +197,7 @@ def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list
                 reliability_curves: dict | None = None, temperature: float = 1.0) -> None:
     from lightning.pytorch.loggers import WandbLogger
 
-    from vemo.plots import plot_confusion_matrix, plot_learning_curves, plot_reliability
+    from vemo.train.plots import plot_confusion_matrix, plot_learning_curves, plot_reliability
 
     plots = run_dir / "plots"
     made = []

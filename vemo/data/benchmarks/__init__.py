@@ -4,28 +4,27 @@ Each adapter reads a benchmark's official files (class index, split lists, label
 released features file) against a feature store and writes ``labels.csv``, ``classes.txt`` and
 ``splits/{train,val,test}.txt`` (plus ``report.json`` and ``skipped.csv``) beside the store, which
 ``FeatureDataModule`` then reads. ``data=ekman6``, ``data=ve8`` and ``data=movienet`` run one
-through ``BenchmarkDataModule``.
+through ``vemo.data.BenchmarkDataModule``.
 
-    vemo.datasets.names()                                   # ['ekman6', 'movienet', 've8']
-    vemo.datasets.prepare("ekman6", store="data/ekman6/store", lists="data/ekman6/lists")
-    vemo.datasets.get("ve8")                                # the adapter class
+    vemo.data.benchmarks.names()                                   # ['ekman6', 'movienet', 've8']
+    vemo.data.benchmarks.prepare("ekman6", store="data/ekman6/store", lists="data/ekman6/lists")
+    vemo.data.benchmarks.get("ve8")                                # the adapter class
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from vemo.datasets.base import BenchmarkAdapter, Prepared
+from vemo.data.benchmarks.base import BenchmarkAdapter, Prepared
 from vemo.registry import Registry
 
 DATASETS: Registry[BenchmarkAdapter] = Registry("dataset", builtins={
-    "ekman6": "vemo.datasets.ekman6:Ekman6",
-    "ve8": "vemo.datasets.ve8:VideoEmotion8",
-    "movienet": "vemo.datasets.movienet:MovieNet",
+    "ekman6": "vemo.data.benchmarks.ekman6:Ekman6",
+    "ve8": "vemo.data.benchmarks.ve8:VideoEmotion8",
+    "movienet": "vemo.data.benchmarks.movienet:MovieNet",
 })
 register = DATASETS.register
 
-__all__ = ["DATASETS", "BenchmarkAdapter", "BenchmarkDataModule", "Prepared", "get", "names", "prepare", "register"]
+__all__ = ["DATASETS", "BenchmarkAdapter", "Prepared", "get", "names", "prepare", "register"]
 
 
 def names() -> list[str]:
@@ -41,10 +40,3 @@ def prepare(name: str, **options: Any) -> Prepared:
     """Run adapter ``name`` with ``options`` (``store=`` and its own) and write the layout."""
     return DATASETS.create(name, **options).prepare()
 
-
-def __getattr__(attr: str) -> Any:
-    if attr == "BenchmarkDataModule":  # imports Lightning: loaded on first use
-        value = importlib.import_module("vemo.datasets.datamodule").BenchmarkDataModule
-        globals()[attr] = value
-        return value
-    raise AttributeError(f"module 'vemo.datasets' has no attribute {attr!r}")

@@ -1,0 +1,3 @@
+from vemo.train.run import main
+
+main()
