@@ -2,7 +2,7 @@
 
 The real-time factor (RTF) is seconds of video processed per wall-clock second: 6x means an hour of
 video takes ten minutes. Videos are generated demo clips (speech, on-screen text, colours, sounds;
-``vemo.data.demo_videos``) unless ``--videos DIR`` points at your own.
+``vemo.demo.videos``) unless ``--videos DIR`` points at your own.
 
     python benchmarks/bench_extract.py                 # 24 clips of 5 s at 640x360, 24 fps
     python benchmarks/bench_extract.py --quick         # smoke run
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vemo-bench-extract-") as tmp:
         folder = args.videos
         if folder is None:
-            from vemo.data.demo_videos import generate_demo_videos
+            from vemo.demo.videos import generate_demo_videos
             width, height = (int(x) for x in args.size.split("x"))
             log(f"generating {args.num_videos} demo clips of {args.seconds:g} s at {args.size}, {args.fps} fps ...")
             generate_demo_videos(Path(tmp) / "demo", num_videos=args.num_videos, seconds=args.seconds,

@@ -29,7 +29,7 @@ def group_file(group: str, option: str):
 def test_default_config():
     cfg = load_config(["run_dir=/tmp/x"])
     assert cfg.fusion.name == "crossattn" and "_target_" not in cfg.fusion
-    assert cfg.data._target_ == "vemo.data.DemoDataModule"
+    assert cfg.data._target_ == "vemo.demo.datamodule.DemoDataModule"
     assert list(cfg.data.modalities) == ["audio", "faces", "frames", "ocr", "speech"]
     assert set(cfg.logger) == {"csv", "wandb"} and cfg.logger.wandb.offline is True
     assert cfg.model._target_ == "vemo.model.VideoClassifier"

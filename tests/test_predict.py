@@ -17,9 +17,9 @@ import torch
 from tests.helpers import assert_warnings_were_forced, train_overrides, with_forced_warnings
 from tests.media import write_video
 from vemo.config import load_config
-from vemo.data import DemoDataModule
-from vemo.data.demo import demo_dir
 from vemo.data.preprocess import equidistant_positions, prepare_modality
+from vemo.demo.datamodule import DemoDataModule
+from vemo.demo.features import demo_dir
 from vemo.errors import PredictError
 from vemo.model import VideoClassifier
 from vemo.predict import Predictor

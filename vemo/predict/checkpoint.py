@@ -78,7 +78,7 @@ def _store_of(config: dict[str, Any] | None) -> Path | None:
     if data.get("store"):
         return Path(str(data["store"])).expanduser()
     if str(data.get("_target_", "")).endswith("DemoDataModule"):
-        from vemo.data.demo import demo_dir
+        from vemo.demo.features import demo_dir
         cache = str(data.get("cache_dir") or (config.get("paths") or {}).get("cache_dir") or "~/.cache/vemo")
         if "${" in cache:
             return None
@@ -137,7 +137,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         from vemo.affect.zeroshot import zeroshot_model
         return zeroshot_model(device)
     if str(path) == "demo" and not Path(path).exists():
-        from vemo.predict.demo_model import ensure_demo_model
+        from vemo.demo.model import ensure_demo_model
         path = ensure_demo_model()
     from vemo.predict.pretrained import load_pretrained, resolve_pretrained
     folder = resolve_pretrained(path)  # a model folder (save_pretrained) or a Hub id
