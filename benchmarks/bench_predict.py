@@ -259,7 +259,7 @@ def child_warm(opts: dict) -> dict:
     from vemo.extract.decode import decode
     from vemo.extract.runner import ExtractorPool, build_extractors, check_results, configure_threads, run_extractor
     from vemo.predict import Predictor
-    from vemo.predict.predictor import _token_times  # the predictor's own token times, for the timeline
+    from vemo.predict.pipeline import token_times_of  # the predictor's own token times, for the timeline
 
     repeats, video = int(opts["repeats"]), opts["video"]
     predictor = Predictor.from_checkpoint(opts["checkpoint"], threads=opts["threads"])
@@ -306,7 +306,7 @@ def child_warm(opts: dict) -> dict:
     # the classifier on these features, as predict() calls it
     per_modality = pipe.pool.run([decoded])
     checked = check_results("bench", {m: r[0] for m, r in per_modality.items()}, pipe.specs, lambda _: None)
-    token_times = {m: _token_times(m, checked.features[m], decoded, checked.side, pipe.specs[m].kind)
+    token_times = {m: token_times_of(m, checked.features[m], decoded, checked.side, pipe.specs[m].kind)
                    for m in pipe.specs}
     for explain in (True, False):
         out[f"classify_explain_{explain}"] = timed(

@@ -13,7 +13,7 @@ from tests.media import write_audio_only, write_video
 from vemo.app import present
 from vemo.app.limits import UploadLimits, UploadRefused, check_upload, packet_extent
 from vemo.errors import ConfigError
-from vemo.predict.predictor import Prediction
+from vemo.predict.prediction import Prediction
 
 VIDEO_TYPES = [".mp4", ".mkv", ".webm"]
 

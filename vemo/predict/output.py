@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
-    from vemo.predict.predictor import Prediction
+    from vemo.predict.prediction import Prediction
 
 BAR_WIDTH = 24
 
