@@ -98,7 +98,8 @@ def whole_profile(args: argparse.Namespace, folder: Path, tmp: Path, repeat: int
 def run(args: argparse.Namespace, folder: Path, tmp: Path) -> int:
     from vemo.extract.decode import decode
     from vemo.extract.inputs import find_videos
-    from vemo.extract.runner import DecodeSettings, build_extractors, decode_settings_for, run_extractor
+    from vemo.extract.jobs import DecodeSettings, decode_settings_for
+    from vemo.extract.pool import build_extractors, run_extractor
 
     profile = profile_config(args.profile)
     options = {m: o for m, o in profile["extractors"].items() if m not in args.skip}

@@ -46,4 +46,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"channels carrying the class: {carried} (the others show neutral content)")
     print(f"wall time {summary['seconds']:.1f} s")
     return 0
-

@@ -100,4 +100,3 @@ def plan_videos(num_videos: int, seed: int = 0, seconds: float = 4.0, size: tupl
                 render_seed=int(rng.integers(2**31)),
                 seconds=float(seconds), width=size[0], height=size[1], fps=fps))
     return plans
-

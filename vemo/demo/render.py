@@ -134,4 +134,3 @@ def render_frames(plan: VideoPlan) -> Iterator[np.ndarray]:
             x, y = (text_pos + text_vel * i).astype(int)
             image.paste(text_image, (int(np.clip(x, 0, w - tw)), int(np.clip(y, 0, h - th))), text_image)
         yield np.asarray(image)
-

@@ -228,4 +228,3 @@ def render_audio(plan: VideoPlan, tmp_dir: Path) -> np.ndarray:
         add_at(track, start, speech)
     peak = float(np.abs(track).max(initial=0.0))
     return track * (0.95 / peak) if peak > 0.95 else track
-

@@ -47,8 +47,9 @@ class Pipeline:
 
     @classmethod
     def build(cls, predictor: Predictor) -> "Pipeline":
-        from vemo.extract.runner import (DecodeSettings, ExtractorPool, configure_threads, decode_settings_for,
-                                         load_extractors, share_sources, store_specs)
+        from vemo.extract.jobs import DecodeSettings, decode_settings_for
+        from vemo.extract.pool import ExtractorPool, configure_threads, load_extractors, share_sources
+        from vemo.extract.records import store_specs
 
         recorded = predictor.feature_specs
         where = predictor.loaded.path
@@ -97,7 +98,8 @@ class Pipeline:
         from concurrent.futures import ThreadPoolExecutor
         from dataclasses import replace
 
-        from vemo.extract.runner import DecodeDataset, ExtractorPool, run_derived, run_extractor
+        from vemo.extract.jobs import DecodeDataset
+        from vemo.extract.pool import ExtractorPool, run_derived, run_extractor
 
         job = job_for(path, video_id)
         derived = {m: ex for m, ex in self.extractors.items() if ex.derives_from}
@@ -137,7 +139,7 @@ class Pipeline:
                 extract_seconds: float | None = None) -> list[ExtractedVideo]:
         """A batch of decoded videos through the extractors, checked (``results``: extractor outputs
         already at hand)."""
-        from vemo.extract.runner import check_results
+        from vemo.extract.records import check_results
 
         videos = [item.video for item in batch if item.video is not None]
         started = time.perf_counter()
@@ -166,7 +168,7 @@ class Pipeline:
 def job_for(path: Path, video_id: str):
     """A decoding job for one file (size and mtime matter only to store records: not kept here)."""
     from vemo.extract.inputs import VideoInput
-    from vemo.extract.runner import Job
+    from vemo.extract.jobs import Job
 
     return Job(VideoInput(id=video_id, path=str(path.absolute()), label=""), size=-1, mtime=-1.0)
 
@@ -196,7 +198,7 @@ def options_from_settings(modality: str, settings: Mapping[str, Any]) -> dict[st
 def extractor_from_spec(modality: str, spec: Mapping[str, Any], device: str):
     """Rebuild an extractor from its manifest entry (see ``options_from_settings``)."""
     from vemo.extract import create
-    from vemo.extract.runner import model_errors
+    from vemo.extract.pool import model_errors
 
     options = options_from_settings(modality, spec.get("extractor") or {})
     name = options.pop("name")

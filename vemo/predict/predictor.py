@@ -245,7 +245,7 @@ class Predictor:
                      video_batch: int = 8, decode_workers: int = 1, explain: bool = True) -> Iterator[Prediction]:
         """Predictions in input order. A video that cannot be decoded (or whose every modality is
         missing) yields a Prediction with ``error`` set; the others go on."""
-        from vemo.extract.runner import start_decoding
+        from vemo.extract.jobs import start_decoding
 
         paths = [Path(v).expanduser() for v in videos]
         names = list(ids) if ids is not None else [p.stem for p in paths]
