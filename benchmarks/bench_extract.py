@@ -2,7 +2,7 @@
 
 The real-time factor (RTF) is seconds of video processed per wall-clock second: 6x means an hour of
 video takes ten minutes. Videos are generated demo clips (speech, on-screen text, colours, sounds;
-``vemo.data.demo_videos``) unless ``--videos DIR`` points at your own.
+``vemo.demo.videos``) unless ``--videos DIR`` points at your own.
 
     python benchmarks/bench_extract.py                 # 24 clips of 5 s at 640x360, 24 fps
     python benchmarks/bench_extract.py --quick         # smoke run
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vemo-bench-extract-") as tmp:
         folder = args.videos
         if folder is None:
-            from vemo.data.demo_videos import generate_demo_videos
+            from vemo.demo.videos import generate_demo_videos
             width, height = (int(x) for x in args.size.split("x"))
             log(f"generating {args.num_videos} demo clips of {args.seconds:g} s at {args.size}, {args.fps} fps ...")
             generate_demo_videos(Path(tmp) / "demo", num_videos=args.num_videos, seconds=args.seconds,
@@ -98,7 +98,8 @@ def whole_profile(args: argparse.Namespace, folder: Path, tmp: Path, repeat: int
 def run(args: argparse.Namespace, folder: Path, tmp: Path) -> int:
     from vemo.extract.decode import decode
     from vemo.extract.inputs import find_videos
-    from vemo.extract.runner import DecodeSettings, build_extractors, decode_settings_for, run_extractor
+    from vemo.extract.jobs import DecodeSettings, decode_settings_for
+    from vemo.extract.pool import build_extractors, run_extractor
 
     profile = profile_config(args.profile)
     options = {m: o for m, o in profile["extractors"].items() if m not in args.skip}

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     print_header("vemo data-loading throughput: memory-mapped store vs the same features in RAM", args.threads)
-    from vemo.data.demo import demo_dir, ensure_demo
+    from vemo.demo.features import demo_dir, ensure_demo
 
     cache = args.cache_dir.expanduser() if args.cache_dir else temp_dir("vemo-bench-loading-")
     try:

@@ -10,7 +10,7 @@ offline profile on 2 CPU cores.
 
 Clips (made once, cached under ``--cache-dir``):
 
-* **demo**: a generated demo clip (``vemo.data.demo_videos``) of 30 s at 640x360, 24 fps, one that
+* **demo**: a generated demo clip (``vemo.demo.videos``) of 30 s at 640x360, 24 fps, one that
   carries a spoken sentence and on-screen words: a few seconds of speech, one caption, moving shapes.
 * **talk**: a 30 s "talking face" clip this script composes: the astronaut photo that ships with
   scikit-image (a real face, so the face extractor detects and classifies one on every frame),
@@ -99,7 +99,7 @@ def demo_clip(cache: Path, seconds: float, size: tuple[int, int]) -> tuple[Path,
     """A generated demo clip with a spoken sentence and on-screen text (6 clips are made: one per class)."""
     import csv
 
-    from vemo.data.demo_videos import generate_demo_videos
+    from vemo.demo.videos import generate_demo_videos
 
     out = cache / f"bench-predict-v{CLIP_VERSION}" / f"demo-{seconds:g}s-{size[0]}x{size[1]}"
     if not (out / "channels.csv").is_file():
@@ -120,7 +120,7 @@ def _speech(text: str, seconds: float, rate: int):
 
     import numpy as np
 
-    from vemo.data.demo_videos import read_wav, resample
+    from vemo.demo.sounds import read_wav, resample
 
     with tempfile.TemporaryDirectory(prefix="vemo-bench-speech-") as tmp:
         wav = Path(tmp) / "speech.wav"
@@ -150,7 +150,7 @@ def talk_clip(cache: Path, seconds: float, size: tuple[int, int], fps: int = 24)
     from PIL import Image, ImageDraw, ImageFont
     from skimage.data import astronaut
 
-    from vemo.data.demo_videos import font_path
+    from vemo.demo.render import font_path
 
     w, h = size
     rate = 16000
@@ -259,7 +259,7 @@ def child_warm(opts: dict) -> dict:
     from vemo.extract.decode import decode
     from vemo.extract.runner import ExtractorPool, build_extractors, check_results, configure_threads, run_extractor
     from vemo.predict import Predictor
-    from vemo.predict.predictor import _token_times  # the predictor's own token times, for the timeline
+    from vemo.predict.pipeline import token_times_of  # the predictor's own token times, for the timeline
 
     repeats, video = int(opts["repeats"]), opts["video"]
     predictor = Predictor.from_checkpoint(opts["checkpoint"], threads=opts["threads"])
@@ -306,7 +306,7 @@ def child_warm(opts: dict) -> dict:
     # the classifier on these features, as predict() calls it
     per_modality = pipe.pool.run([decoded])
     checked = check_results("bench", {m: r[0] for m, r in per_modality.items()}, pipe.specs, lambda _: None)
-    token_times = {m: _token_times(m, checked.features[m], decoded, checked.side, pipe.specs[m].kind)
+    token_times = {m: token_times_of(m, checked.features[m], decoded, checked.side, pipe.specs[m].kind)
                    for m in pipe.specs}
     for explain in (True, False):
         out[f"classify_explain_{explain}"] = timed(
@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(x) for x in args.size.split("x"))
     checkpoint = args.checkpoint
     if checkpoint is None:
-        from vemo.predict.demo_model import ensure_demo_model
+        from vemo.demo.model import ensure_demo_model
         checkpoint = ensure_demo_model(cache, progress=False)
     clips: list[tuple[str, Path, str]] = []
     if args.video is not None:

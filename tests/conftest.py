@@ -21,7 +21,7 @@ def demo_cache(tmp_path_factory) -> "os.PathLike":
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """A small generated demo dataset (store, labels.csv, classes.txt)."""
-    from vemo.data.demo import generate_demo
+    from vemo.demo.features import generate_demo
     return generate_demo(tmp_path_factory.mktemp("demo") / "d", num_videos=120, seed=0)
 
 
@@ -46,7 +46,7 @@ def pytest_configure(config):
 def video_model(tmp_path_factory):
     """(run folder, demo root) of a small model trained on generated demo videos with offline
     features (audio, frames, ocr, speech), shared by the prediction and web-demo tests."""
-    from vemo.predict.demo_model import ensure_demo_model
+    from vemo.demo.model import ensure_demo_model
 
     cache = tmp_path_factory.mktemp("demo-model")
     run_dir = ensure_demo_model(cache, num_videos=18, seconds=3.0, size=(160, 120), max_epochs=10, progress=False)

@@ -130,7 +130,7 @@ def test_the_product_of_experts_abstains_without_evidence_and_respects_masks():
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """A generated clip per demo class (espeak speech, on-screen words) and one with a real face."""
-    from vemo.data.demo_videos import generate_demo_videos
+    from vemo.demo.videos import generate_demo_videos
 
     root = tmp_path_factory.mktemp("affect-clips")
     generate_demo_videos(root / "demo", num_videos=6, seconds=2.0, seed=0, size=(160, 120), fps=12, progress=False)

@@ -13,7 +13,7 @@ from tests.media import write_audio_only, write_video
 from vemo.app import present
 from vemo.app.limits import UploadLimits, UploadRefused, check_upload, packet_extent
 from vemo.errors import ConfigError
-from vemo.predict.predictor import Prediction
+from vemo.predict.prediction import Prediction
 
 VIDEO_TYPES = [".mp4", ".mkv", ".webm"]
 
@@ -78,7 +78,7 @@ def test_duration_limit(media):
 
 
 def test_a_header_without_duration_is_measured_by_its_packets(media):
-    from vemo.extract.decode import probe
+    from vemo.extract.container import probe
 
     live = write_video(media["folder"] / "live.mkv", seconds=5.0, fps=8, container_options={"live": "1"})
     assert probe(live)["duration"] is None  # a live-streamed Matroska file states no length

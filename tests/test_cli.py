@@ -29,7 +29,7 @@ def group_file(group: str, option: str):
 def test_default_config():
     cfg = load_config(["run_dir=/tmp/x"])
     assert cfg.fusion.name == "crossattn" and "_target_" not in cfg.fusion
-    assert cfg.data._target_ == "vemo.data.DemoDataModule"
+    assert cfg.data._target_ == "vemo.demo.datamodule.DemoDataModule"
     assert list(cfg.data.modalities) == ["audio", "faces", "frames", "ocr", "speech"]
     assert set(cfg.logger) == {"csv", "wandb"} and cfg.logger.wandb.offline is True
     assert cfg.model._target_ == "vemo.train.module.VideoClassifier"
@@ -51,7 +51,7 @@ def test_overrides_compose():
 
 def test_experiment_config():
     cfg = load_config(["experiment=demo_ablation_base", "run_dir=/tmp/x"])
-    assert cfg.data._target_ == "vemo.data.DemoDataModule" and cfg.fusion.name == "crossattn"
+    assert cfg.data._target_ == "vemo.demo.datamodule.DemoDataModule" and cfg.fusion.name == "crossattn"
     assert set(cfg.logger) == {"csv"}  # the experiment swaps the logger group
     assert cfg.trainer.max_epochs == group_file("experiment", "demo_ablation_base").trainer.max_epochs
     cfg = load_config(["experiment=demo_ablation_base", "trainer.max_epochs=5", "run_dir=/tmp/x"])

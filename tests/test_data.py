@@ -605,7 +605,7 @@ def test_failed_videos_are_skipped_with_a_warning(dm_store, tmp_path):
 
 
 def test_generate_demo_writes_a_usable_dataset(demo_root):
-    from vemo.data.demo import CLASSES, DIMS
+    from vemo.demo.features import CLASSES, DIMS
     store = FeatureStore(demo_root / "store")
     assert len(store) == 120 and not store.failed
     assert {m: s.dim for m, s in store.modalities.items()} == DIMS
@@ -627,7 +627,7 @@ def test_generate_demo_writes_a_usable_dataset(demo_root):
 
 
 def test_generate_demo_is_deterministic(demo_root, tmp_path):
-    from vemo.data.demo import generate_demo
+    from vemo.demo.features import generate_demo
     again = FeatureStore(generate_demo(tmp_path / "again", num_videos=120, seed=0) / "store")
     other = FeatureStore(generate_demo(tmp_path / "other", num_videos=120, seed=1) / "store")
     first = FeatureStore(demo_root / "store")
@@ -643,8 +643,8 @@ def test_generate_demo_is_deterministic(demo_root, tmp_path):
 
 
 def test_demo_datamodule_runs_end_to_end(demo_root, tmp_path):
-    from vemo.data import DemoDataModule
-    from vemo.data.demo import DIMS, SEQ_LEN
+    from vemo.demo.datamodule import DemoDataModule
+    from vemo.demo.features import DIMS, SEQ_LEN
     dm = DemoDataModule(cache_dir=tmp_path, num_videos=60, batch_size=16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clean demo store produces no warnings

@@ -13,8 +13,10 @@ import pytest
 
 from tests.media import (colour_index, corrupt_file, index_colour, index_frames, truncate_file,
                          write_audio_only, write_video)
-from vemo.extract import decode as decode_module
-from vemo.extract.decode import MAX_FPS_FRAMES, DecodeError, decode, probe
+from vemo.extract import frame_sampler
+from vemo.extract.container import DecodeError, probe
+from vemo.extract.decode import decode
+from vemo.extract.frame_sampler import MAX_FPS_FRAMES
 
 
 def expected_indices(total_frames: int, n: int) -> list[int]:
@@ -43,7 +45,7 @@ class SeekCounter:
     def __init__(self, monkeypatch):
         self.seeks = 0
         self.decoded = 0
-        run, seek = decode_module._Sampler.run, decode_module._Sampler._seek
+        run, seek = frame_sampler._Sampler.run, frame_sampler._Sampler._seek
 
         def counting_seek(sampler, k):
             self.seeks += 1
@@ -54,8 +56,8 @@ class SeekCounter:
             self.decoded += result.frames_decoded
             return result
 
-        monkeypatch.setattr(decode_module._Sampler, "_seek", counting_seek)
-        monkeypatch.setattr(decode_module._Sampler, "run", counting_run)
+        monkeypatch.setattr(frame_sampler._Sampler, "_seek", counting_seek)
+        monkeypatch.setattr(frame_sampler._Sampler, "run", counting_run)
 
 
 # -- sampling -------------------------------------------------------------------------------------

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vemo.data import demo_videos as dv
-from vemo.data.demo import CLASSES
+from vemo.demo.cli import main
+from vemo.demo.features import CLASSES
+from vemo.demo.plan import CHANNELS, NEUTRAL, SPLITS, VideoPlan, plan_videos
+from vemo.demo.render import render_frames
+from vemo.demo.sounds import AUDIO_RATE, SPEECH_RMS, render_audio, synthesize_speech
+from vemo.demo.videos import generate_demo_videos, write_metadata
+from vemo.demo.words import NEUTRAL_SENTENCES, NEUTRAL_WORDS, SENTENCES, WORDS
 from vemo.errors import DataError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -23,7 +28,7 @@ SETTINGS = {"num_videos": 18, "seconds": 2.0, "seed": 0, "size": (128, 96), "fps
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_videos")
-    dv.generate_demo_videos(out, workers=2, progress=False, **SETTINGS)
+    generate_demo_videos(out, workers=2, progress=False, **SETTINGS)
     return out
 
 
@@ -45,8 +50,8 @@ def decode(path: Path) -> tuple[list[np.ndarray], np.ndarray, dict]:
     return frames, samples, info
 
 
-def plan_by_id(video_id: str) -> dv.VideoPlan:
-    return next(p for p in dv.plan_videos(SETTINGS["num_videos"], SETTINGS["seed"], SETTINGS["seconds"],
+def plan_by_id(video_id: str) -> VideoPlan:
+    return next(p for p in plan_videos(SETTINGS["num_videos"], SETTINGS["seed"], SETTINGS["seconds"],
                                           SETTINGS["size"], SETTINGS["fps"]) if p.id == video_id)
 
 
@@ -61,11 +66,11 @@ def test_clips_decode_with_video_and_audio_of_the_expected_length(demo):
     for path in paths[::4]:
         frames, samples, info = decode(path)
         assert info["video_streams"] == 1 and info["audio_streams"] == 1
-        assert info["rate"] == dv.AUDIO_RATE
+        assert info["rate"] == AUDIO_RATE
         assert info["duration"] == pytest.approx(SETTINGS["seconds"], abs=0.15)
         assert len(frames) == SETTINGS["seconds"] * SETTINGS["fps"]
         assert frames[0].shape == (96, 128, 3)
-        assert len(samples) / dv.AUDIO_RATE == pytest.approx(SETTINGS["seconds"], abs=0.1)
+        assert len(samples) / AUDIO_RATE == pytest.approx(SETTINGS["seconds"], abs=0.1)
         assert np.abs(samples).max() > 0.01  # never a silent track
 
 
@@ -77,7 +82,7 @@ def test_labels_classes_splits_and_channels_agree(demo):
     assert set(labels) == on_disk
     assert all(vid.split("/")[0] == label for vid, label in labels.items())
 
-    splits = {name: (demo / "splits" / f"{name}.txt").read_text().split() for name in dv.SPLITS}
+    splits = {name: (demo / "splits" / f"{name}.txt").read_text().split() for name in SPLITS}
     assert sorted(sum(splits.values(), [])) == sorted(labels)  # a partition of all clips
     for name, ids in splits.items():  # 3 clips per class: one in each split
         assert sorted(labels[vid] for vid in ids) == CLASSES
@@ -86,32 +91,32 @@ def test_labels_classes_splits_and_channels_agree(demo):
     assert [r["id"] for r in rows] == list(labels)
     for r in rows:
         assert r["label"] == labels[r["id"]] and r["id"] in splits[r["split"]]
-        carried = {name: r[name] == "1" for name in dv.CHANNELS}
+        carried = {name: r[name] == "1" for name in CHANNELS}
         assert any(carried.values())
-        train_sentences, held_out_sentences = dv.SENTENCES[r["label"]]
-        train_words, held_out_words = dv.WORDS[r["label"]]
+        train_sentences, held_out_sentences = SENTENCES[r["label"]]
+        train_words, held_out_words = WORDS[r["label"]]
         if carried["speech"]:
             assert r["speech_text"] in train_sentences + held_out_sentences
         else:  # neutral content, never another class's
-            assert r["speech_text"] in dv.NEUTRAL_SENTENCES + [""]
+            assert r["speech_text"] in NEUTRAL_SENTENCES + [""]
         if carried["ocr"]:
             assert r["ocr_text"] in train_words + held_out_words
         else:
-            assert r["ocr_text"] in dv.NEUTRAL_WORDS + [""]
-        assert r["palette"] == (r["label"] if carried["colour"] else dv.NEUTRAL)
-        assert r["sound_pattern"] == (r["label"] if carried["sound"] else dv.NEUTRAL)
+            assert r["ocr_text"] in NEUTRAL_WORDS + [""]
+        assert r["palette"] == (r["label"] if carried["colour"] else NEUTRAL)
+        assert r["sound_pattern"] == (r["label"] if carried["sound"] else NEUTRAL)
 
 
 def test_held_out_sentences_and_words_only_in_val_and_test(demo):
     for label in CLASSES:
-        assert len(dv.SENTENCES[label][0]) >= 12 and len(dv.SENTENCES[label][1]) >= 4
-        assert len(dv.WORDS[label][0]) >= 10 and len(dv.WORDS[label][1]) >= 4
-        assert not set(dv.SENTENCES[label][0]) & set(dv.SENTENCES[label][1])
-        assert not set(dv.WORDS[label][0]) & set(dv.WORDS[label][1])
-    held_out = {t for pools in (dv.SENTENCES, dv.WORDS) for label in CLASSES for t in pools[label][1]}
+        assert len(SENTENCES[label][0]) >= 12 and len(SENTENCES[label][1]) >= 4
+        assert len(WORDS[label][0]) >= 10 and len(WORDS[label][1]) >= 4
+        assert not set(SENTENCES[label][0]) & set(SENTENCES[label][1])
+        assert not set(WORDS[label][0]) & set(WORDS[label][1])
+    held_out = {t for pools in (SENTENCES, WORDS) for label in CLASSES for t in pools[label][1]}
     # the fixture's clips, and a larger plan so that every pool is drawn from
-    rows = read_channels(demo) + [dataclasses.asdict(p) | {name: str(int(getattr(p, name))) for name in dv.CHANNELS}
-                                  for p in dv.plan_videos(600, seed=3)]
+    rows = read_channels(demo) + [dataclasses.asdict(p) | {name: str(int(getattr(p, name))) for name in CHANNELS}
+                                  for p in plan_videos(600, seed=3)]
     seen_held_out = set()
     for r in rows:
         used = {r["speech_text"], r["ocr_text"]} & held_out
@@ -121,25 +126,25 @@ def test_held_out_sentences_and_words_only_in_val_and_test(demo):
             seen_held_out |= used
             label = r["label"]
             if r["speech"] == "1":
-                assert r["speech_text"] in dv.SENTENCES[label][1]
+                assert r["speech_text"] in SENTENCES[label][1]
             if r["ocr"] == "1":
-                assert r["ocr_text"] in dv.WORDS[label][1]
+                assert r["ocr_text"] in WORDS[label][1]
     assert len(seen_held_out) > 30
 
 
 def test_same_seed_same_clips_other_seed_other_clips(demo, tmp_path):
-    plans = dv.plan_videos(SETTINGS["num_videos"], SETTINGS["seed"], SETTINGS["seconds"], SETTINGS["size"],
+    plans = plan_videos(SETTINGS["num_videos"], SETTINGS["seed"], SETTINGS["seconds"], SETTINGS["size"],
                            SETTINGS["fps"])
-    dv.write_metadata(tmp_path / "same", plans)
+    write_metadata(tmp_path / "same", plans)
     assert (tmp_path / "same" / "channels.csv").read_bytes() == (demo / "channels.csv").read_bytes()
-    dv.write_metadata(tmp_path / "other", dv.plan_videos(SETTINGS["num_videos"], seed=1, seconds=2.0))
+    write_metadata(tmp_path / "other", plan_videos(SETTINGS["num_videos"], seed=1, seconds=2.0))
     assert (tmp_path / "other" / "channels.csv").read_bytes() != (demo / "channels.csv").read_bytes()
 
     plan = next(p for p in plans if p.speech_text and p.ocr_text)
-    first, second = list(dv.render_frames(plan)), list(dv.render_frames(plan))
+    first, second = list(render_frames(plan)), list(render_frames(plan))
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not np.array_equal(first[0], first[-1])  # shapes move, hue drifts
-    np.testing.assert_array_equal(dv.render_audio(plan, tmp_path), dv.render_audio(plan, tmp_path))
+    np.testing.assert_array_equal(render_audio(plan, tmp_path), render_audio(plan, tmp_path))
 
 
 def test_speech_is_in_the_audio_track_where_planned(demo, tmp_path):
@@ -148,26 +153,26 @@ def test_speech_is_in_the_audio_track_where_planned(demo, tmp_path):
     for r in spoken[:3]:
         plan = plan_by_id(r["id"])
         _, samples, _ = decode(demo / "videos" / f"{r['id']}.mp4")
-        silent = dv.render_audio(dataclasses.replace(plan, speech_text=""), tmp_path)
-        span = slice(int((plan.speech_start + 0.1) * dv.AUDIO_RATE), int((plan.speech_start + 0.6) * dv.AUDIO_RATE))
+        silent = render_audio(dataclasses.replace(plan, speech_text=""), tmp_path)
+        span = slice(int((plan.speech_start + 0.1) * AUDIO_RATE), int((plan.speech_start + 0.6) * AUDIO_RATE))
         assert rms(samples[span]) > 2 * rms(silent[span]), r
 
 
 def test_speech_is_spoken_faster_to_fit_a_short_clip(tmp_path):
     plan = dataclasses.replace(plan_by_id("anger/0000"), seconds=2.0, speech_start=0.2, speech_speed=140,
-                               speech_text=max(dv.NEUTRAL_SENTENCES, key=len))
-    speech = dv.synthesize_speech(plan, tmp_path)
-    assert 0.5 * dv.AUDIO_RATE < len(speech) <= (2.0 - 0.2 - 0.1) * dv.AUDIO_RATE
-    assert rms(speech) == pytest.approx(dv.SPEECH_RMS, rel=0.01)
+                               speech_text=max(NEUTRAL_SENTENCES, key=len))
+    speech = synthesize_speech(plan, tmp_path)
+    assert 0.5 * AUDIO_RATE < len(speech) <= (2.0 - 0.2 - 0.1) * AUDIO_RATE
+    assert rms(speech) == pytest.approx(SPEECH_RMS, rel=0.01)
     assert not list(tmp_path.iterdir())  # the espeak wav is cleaned up
 
 
 def test_mean_frame_colour_differs_by_class():
     base = plan_by_id("anger/0000")
     means = {}
-    for palette in CLASSES + [dv.NEUTRAL]:
+    for palette in CLASSES + [NEUTRAL]:
         frames = [dataclasses.replace(base, palette=palette, ocr_text="", render_seed=seed) for seed in range(3)]
-        means[palette] = np.mean([np.mean(list(dv.render_frames(p))[::4], axis=(0, 1, 2)) for p in frames], axis=0)
+        means[palette] = np.mean([np.mean(list(render_frames(p))[::4], axis=(0, 1, 2)) for p in frames], axis=0)
     brightness = {name: m.mean() for name, m in means.items()}
     assert brightness["joy"] == max(brightness.values())
     assert brightness["fear"] < 60
@@ -188,20 +193,20 @@ def test_mean_frame_colour_differs_by_class():
 def test_rerun_skips_existing_clips_and_refuses_other_settings(demo, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in (demo / "videos").rglob("*.mp4")}
     args = [str(demo), "--num-videos", "18", "--seconds", "2", "--size", "128x96", "--fps", "8", "--workers", "1"]
-    assert dv.main(args) == 0
+    assert main(args) == 0
     assert "0 rendered, 18 already there" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (demo / "videos").rglob("*.mp4")} == stamps
 
     with pytest.raises(DataError, match="generated with"):
-        dv.generate_demo_videos(demo, **(SETTINGS | {"seed": 1}), progress=False)
-    assert dv.main(args + ["--seed", "5"]) == 2
+        generate_demo_videos(demo, **(SETTINGS | {"seed": 1}), progress=False)
+    assert main(args + ["--seed", "5"]) == 2
 
 
 def test_a_missing_clip_is_rendered_again(tmp_path):
     settings = SETTINGS | {"num_videos": 6, "seconds": 1.0}
-    first = dv.generate_demo_videos(tmp_path, workers=1, progress=False, **settings)
+    first = generate_demo_videos(tmp_path, workers=1, progress=False, **settings)
     assert first["rendered"] == 6
     (tmp_path / "videos" / "joy" / "0000.mp4").unlink()
-    second = dv.generate_demo_videos(tmp_path, workers=1, progress=False, **settings)
+    second = generate_demo_videos(tmp_path, workers=1, progress=False, **settings)
     assert (second["rendered"], second["skipped"]) == (1, 5)
     assert (tmp_path / "videos" / "joy" / "0000.mp4").is_file()

@@ -17,7 +17,8 @@ from tests import tiny_models
 
 from vemo.extract import create
 from vemo.extract.base import DecodedVideo
-from vemo.extract.faces import (FER_LABELS, decode_boxes, largest, nms, prior_boxes)
+from vemo.extract.face_detector import decode_boxes, largest, nms, prior_boxes
+from vemo.extract.mini_xception import FER_LABELS
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -276,7 +277,7 @@ def test_mini_xception_port_matches_a_keras_style_reference():
     import torch
 
     from vemo import models
-    from vemo.extract.faces import FER_FILE, load_mini_xception
+    from vemo.extract.mini_xception import FER_FILE, load_mini_xception
 
     path = models.ensure("fer2013_mini_xception") / FER_FILE
     rng = np.random.default_rng(0)

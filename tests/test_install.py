@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from vemo.config import load_config
 from vemo.extract import EXTRACTORS
 from vemo.extract.base import missing_packages
-from vemo.extract.runner import build_extractors
+from vemo.extract.pool import build_extractors
 
 
 def test_the_default_profile_has_all_its_packages_and_runs_its_declared_runtimes():

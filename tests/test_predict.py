@@ -17,9 +17,9 @@ import torch
 from tests.helpers import assert_warnings_were_forced, train_overrides, with_forced_warnings
 from tests.media import write_video
 from vemo.config import load_config
-from vemo.data import DemoDataModule
-from vemo.data.demo import demo_dir
 from vemo.data.preprocess import equidistant_positions, prepare_modality
+from vemo.demo.datamodule import DemoDataModule
+from vemo.demo.features import demo_dir
 from vemo.errors import PredictError
 from vemo.train.module import VideoClassifier
 from vemo.predict import Predictor
@@ -178,7 +178,7 @@ def test_timeline_is_the_drop_when_each_stretch_is_masked(video_model, video_pre
     prediction = video_predictor.predict_features(features, token_times=times, duration=3.0)
     top = int(np.argmax(prediction.probs))
     assert len(prediction.timeline) == 4  # at least four stretches (0.75 s each here)
-    feats, masks, _ = video_predictor._batch([features])
+    feats, masks, _ = video_predictor.preprocess([features])
     for k, stretch in enumerate(prediction.timeline):
         # the stretch's tokens masked (kept in place: positions of the others do not shift)
         hidden = {m: masks[m].clone() for m in masks}
@@ -228,10 +228,10 @@ def test_other_extractor_settings_are_refused_naming_modality_and_setting(video_
     predictor.check_feature_specs(json.loads((root / "store" / "manifest.json").read_text())["modalities"])
 
     # extractors are rebuilt with the options the checkpoint records; only what they cannot change is refused
-    from vemo.predict.predictor import _extractor_from_spec
+    from vemo.predict.pipeline import extractor_from_spec
     spec = json.loads(json.dumps(predictor.feature_specs["audio"]))
     spec["extractor"]["num_windows"] = 8
-    assert _extractor_from_spec("audio", spec, "cpu").num_windows == 8
+    assert extractor_from_spec("audio", spec, "cpu").num_windows == 8
 
     ckpt = torch.load(predictor.checkpoint_path, weights_only=True)
     vid, clip = demo_clip(root)
@@ -249,7 +249,9 @@ def test_faces_become_evidence_and_boxes_on_the_key_frame():
 
     from vemo.extract.base import DecodedVideo
     from vemo.extract.faces import RetinaFaceFer
-    from vemo.predict.predictor import Prediction, choose_key_frame, gather_evidence
+    from vemo.predict.evidence import gather_evidence
+    from vemo.predict.explain import choose_key_frame
+    from vemo.predict.prediction import Prediction
     from vemo.predict.render import FACE_COLOUR, annotated_key_frame
 
     face = skimage_data.astronaut()

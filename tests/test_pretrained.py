@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import train_overrides
 from vemo import Predictor
 from vemo.config import load_config
-from vemo.data.demo import demo_dir
+from vemo.demo.features import demo_dir
 from vemo.errors import PredictError
 from vemo.store import FeatureStore
 from vemo.train import train

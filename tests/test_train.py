@@ -15,9 +15,10 @@ from omegaconf import OmegaConf
 
 from tests.helpers import SMALL_RUN, train_overrides, write_labels, write_store
 from vemo.config import load_config
-from vemo.data import DemoDataModule, ModalityError
-from vemo.data.demo import CLASSES, DIMS
+from vemo.data import ModalityError
 from vemo.data.normalization import load_stats
+from vemo.demo.datamodule import DemoDataModule
+from vemo.demo.features import CLASSES, DIMS
 from vemo.train.module import VideoClassifier
 from vemo.errors import ResumeError
 from vemo.registry import UnknownNameError

@@ -1,5 +1,5 @@
 """Test accuracy of each trial of the demo-video sweep, split by whether the modality's channel
-carries the class in the clip (channels.csv, written by python -m vemo.data.demo_videos).
+carries the class in the clip (channels.csv, written by python -m vemo.demo.videos).
 
     python experiments/demo_videos/per_channel.py SWEEP_DIR DEMO_DIR
 

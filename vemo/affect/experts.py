@@ -52,7 +52,7 @@ def expression_distribution(expression: Mapping[str, float], tables: AffectTable
 
 def face_tokens(side: Mapping[str, Any] | None, frame_size: tuple[int, int], tables: AffectTables):
     """(tokens [n, D], times [n]) from the faces extractor's side data (frames with an expression)."""
-    from vemo.extract.faces import largest
+    from vemo.extract.face_detector import largest
 
     full = float(tables.params["faces"].get("full_size", 0.2))
     short_side = max(1, min(int(frame_size[0]), int(frame_size[1])))

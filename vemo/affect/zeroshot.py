@@ -97,7 +97,9 @@ def zeroshot_model(device: str = "cpu", profile: str = "offline"):
     """The zero-shot model as a loaded checkpoint (``vemo.predict.checkpoint.LoadedModel``): its
     feature spec is the profile's affect extractor, so prediction extracts exactly that."""
     from vemo.extract import create
-    from vemo.extract.runner import DecodeSettings, model_errors, store_specs
+    from vemo.extract.jobs import DecodeSettings
+    from vemo.extract.pool import model_errors
+    from vemo.extract.records import store_specs
     from vemo.predict.checkpoint import LoadedModel
 
     chosen = profile_options(profile)

@@ -1,6 +1,6 @@
 """What the web demo accepts: checks of an uploaded file before anything decodes it.
 
-``check_upload(path, limits)`` returns what the container header says (``vemo.extract.decode.probe``)
+``check_upload(path, limits)`` returns what the container header says (``vemo.extract.container.probe``)
 or raises :class:`UploadRefused`, whose message names the file and says why, in words for the
 page: a file name ending that is not a video's, a file over the size limit, a file FFmpeg cannot
 open, a file without a video stream, a video over the duration limit. The duration is the longer of
@@ -72,7 +72,7 @@ def check_upload(path: str | os.PathLike, limits: UploadLimits, name: str | None
     ``name`` is the file name the user chose (an upload's path may carry another); it defaults to
     the path's own name.
     """
-    from vemo.extract.decode import DecodeError, probe
+    from vemo.extract.container import DecodeError, probe
 
     path = Path(path)
     name = name or path.name

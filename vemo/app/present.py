@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vemo.predict.predictor import Prediction
+    from vemo.predict.prediction import Prediction
 
 MODALITY_NAMES = {"frames": "frames (scenes)", "audio": "audio (sounds, music)", "speech": "speech",
                   "ocr": "on-screen text", "faces": "faces", "caption": "caption"}

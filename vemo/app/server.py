@@ -63,7 +63,7 @@ def load_predictor(settings: Settings):
     say = settings.say
     examples = settings.examples
     if settings.checkpoint == "demo":
-        from vemo.predict.demo_model import demo_examples, ensure_demo_model
+        from vemo.demo.model import demo_examples, ensure_demo_model
 
         run_dir = ensure_demo_model(settings.demo_cache_dir, num_videos=settings.demo_num_videos,
                                     seed=settings.demo_seed, progress=True)

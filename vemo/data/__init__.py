@@ -1,7 +1,7 @@
 """Everything between the feature store and a batch: labels, splits, normalization, loaders.
 
-The DataModules import Lightning, which takes seconds; they are loaded on first use so that
-``python -m vemo.data.demo_videos`` and label/split helpers start fast.
+The DataModule imports Lightning, which takes seconds; it is loaded on first use so that the
+label/split helpers start fast.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from vemo.errors import ModalityError
 _LAZY = {
     "FeatureDataModule": "vemo.data.datamodule",
     "BenchmarkDataModule": "vemo.data.benchmark_datamodule",
-    "DemoDataModule": "vemo.data.demo_datamodule",
     "LabelError": "vemo.data.labels",
     "Labels": "vemo.data.labels",
     "read_labels": "vemo.data.labels",
@@ -21,7 +20,7 @@ _LAZY = {
 
 # the batch collate function is vemo.data.collate.collate (its module shares the name, so the package
 # does not re-export it: the attribute would flip between function and module with import order)
-__all__ = ["BenchmarkDataModule", "DemoDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "read_labels"]
+__all__ = ["BenchmarkDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "read_labels"]
 
 
 def __getattr__(name: str) -> Any:

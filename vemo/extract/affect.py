@@ -111,7 +111,7 @@ class AffectExperts(Extractor):
     def derive(self, videos: Sequence[DecodedVideo],
                shared: Mapping[str, Sequence[Extracted | BaseException]]) -> list[Extracted]:
         """One result per video from the sources' results (``shared``: modality -> per-video result)."""
-        from vemo.extract.runner import run_extractor
+        from vemo.extract.pool import run_extractor
 
         self.ensure_loaded()
         results = dict(shared)

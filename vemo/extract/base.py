@@ -210,6 +210,12 @@ def no_frames_reason(video: DecodedVideo) -> str | None:
     return None
 
 
+def failure_reason(exc: BaseException) -> str:
+    """A failure in one line, as states, records and logs say it: the exception's type and first line."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
 def evenly_spaced(count: int, wanted: int) -> list[int]:
     """Indices of ``wanted`` items spread evenly over ``count`` (first and last included)."""
     if count <= 0 or wanted <= 0:

@@ -12,9 +12,11 @@ from typing import Any, Mapping
 from vemo.errors import ConfigError
 from vemo.extract.base import MODALITIES, file_sha256
 from vemo.extract.inputs import VideoInput, find_videos
-from vemo.extract.runner import (DecodeSettings, Job, Progress, WorkerConfig, build_extractors,
-                                 configure_threads, decode_settings_for, extract_jobs, load_extractors,
-                                 main_records, part_prefix, spawned_worker, start_decoding, store_specs)
+from vemo.extract.jobs import DecodeSettings, Job, decode_settings_for, start_decoding
+from vemo.extract.pool import build_extractors, configure_threads, load_extractors
+from vemo.extract.records import store_specs
+from vemo.extract.runner import (Progress, WorkerConfig, extract_jobs, main_records, part_prefix,
+                                 spawned_worker)
 from vemo.io import atomic_write_json
 from vemo.store.merge import merge_parts
 from vemo.store.writer import FeatureStoreWriter

@@ -149,7 +149,9 @@ def standard_specs(modalities: Sequence[str], overrides: Sequence[str] = ()) -> 
 
     from vemo.config import load_config
     from vemo.extract.extraction import selected_extractors
-    from vemo.extract.runner import DecodeSettings, build_extractors, store_specs
+    from vemo.extract.jobs import DecodeSettings
+    from vemo.extract.pool import build_extractors
+    from vemo.extract.records import store_specs
 
     cfg = OmegaConf.to_container(load_config(["input=-", "out=-", "extract=standard",
                                               f"modalities=[{','.join(modalities)}]", *overrides],

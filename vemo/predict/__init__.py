@@ -15,9 +15,12 @@ __all__ = ["Predictor", "Prediction", "load_model", "resolve_checkpoint"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Predictor", "Prediction"):
-        from vemo.predict import predictor
-        return getattr(predictor, name)
+    if name == "Predictor":
+        from vemo.predict.predictor import Predictor
+        return Predictor
+    if name == "Prediction":
+        from vemo.predict.prediction import Prediction
+        return Prediction
     if name in ("load_model", "resolve_checkpoint"):
         from vemo.predict import checkpoint
         return getattr(checkpoint, name)

@@ -77,7 +77,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
         from vemo.affect.zeroshot import zeroshot_model
         return zeroshot_model(device)
     if str(path) == "demo" and not Path(path).exists():
-        from vemo.predict.demo_model import ensure_demo_model
+        from vemo.demo.model import ensure_demo_model
         path = ensure_demo_model()
     from vemo.predict.pretrained import load_pretrained, resolve_pretrained
     folder = resolve_pretrained(path)  # a model folder (save_pretrained) or a Hub id

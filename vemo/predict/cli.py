@@ -45,7 +45,7 @@ def find_inputs(positional: list[str], spec: Any, downloads: Path | None = None,
     from vemo.errors import ConfigError
     from vemo.extract.inputs import VideoInput, find_videos
     from vemo.extract.links import download, is_link
-    from vemo.predict.report import unique_ids
+    from vemo.predict.output import unique_ids
 
     found: list[VideoInput] = []
     items = list(positional) + ([] if not spec else [spec] if isinstance(spec, str) else [str(s) for s in spec])
@@ -102,7 +102,7 @@ def _predict(cfg: DictConfig, videos: list[Any], out: Path, text: bool, say) -> 
     from vemo.io import atomic_write_json
     from vemo.predict.predictor import Predictor
     from vemo.predict.render import save_key_frame, save_timeline
-    from vemo.predict.report import CsvWriter, format_prediction, format_summary, safe_folder_name
+    from vemo.predict.output import CsvWriter, format_prediction, format_summary, safe_folder_name
 
     plots = want_plots(cfg.plots, len(videos))
 

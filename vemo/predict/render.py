@@ -15,7 +15,7 @@ from matplotlib.patches import Circle
 from vemo.affect.circumplex import class_positions
 
 if TYPE_CHECKING:
-    from vemo.predict.predictor import Prediction
+    from vemo.predict.prediction import Prediction
 
 FACE_COLOUR = (255, 170, 0)   # RGB
 TEXT_COLOUR = (0, 200, 255)

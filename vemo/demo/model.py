@@ -1,7 +1,7 @@
 """A ready model for people who have none yet: generated demo videos -> offline features -> crossattn.
 
 ``ensure_demo_model()`` returns the run folder of a model trained on the generated demo videos
-(``python -m vemo.data.demo_videos``), building it on first use: the clips are generated, their
+(``python -m vemo.demo.videos``), building it on first use: the clips are generated, their
 features extracted with the offline profile, and a crossattn head trained on them. Later calls
 return the folder at once. The web demo serves it when no ``checkpoint=`` is given.
 """
@@ -47,7 +47,7 @@ def ensure_demo_model(cache_dir: str | Path = "~/.cache/vemo", num_videos: int =
     root.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
 
-    from vemo.data.demo_videos import generate_demo_videos
+    from vemo.demo.videos import generate_demo_videos
     say(f"building the demo model in {root} (once): generating {num_videos} demo videos...")
     generate_demo_videos(root / "videos", num_videos=num_videos, seconds=seconds, seed=seed, size=size, fps=fps,
                          progress=progress)

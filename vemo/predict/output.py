@@ -1,4 +1,5 @@
-"""Predictions as text a person reads at a glance, and as rows of ``predictions.csv``."""
+"""What ``python -m vemo.predict`` prints and writes: predictions as text a person reads at a glance,
+as rows of ``predictions.csv``, and the unique ids and folder names of its inputs."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
-    from vemo.predict.predictor import Prediction
+    from vemo.predict.prediction import Prediction
 
 BAR_WIDTH = 24
 

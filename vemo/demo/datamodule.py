@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from vemo.data.datamodule import FeatureDataModule
-from vemo.data.demo import demo_dir, ensure_demo
+from vemo.demo.features import demo_dir, ensure_demo
 
 
 class DemoDataModule(FeatureDataModule):
