@@ -96,13 +96,13 @@ def test_mobilenet_features_feed_the_imagenet_classifier(astronaut):
     import torch
     from torchvision.models import mobilenet_v2
 
-    from vemo import models
+    from vemo import weights
     from vemo.extract.frames import IMAGENET_MEAN, IMAGENET_STD, resize_center_crop
 
     extractor = create("mobilenet_v2")
     features = extractor.extract([video(astronaut[None])])[0].features
     net = mobilenet_v2()
-    net.load_state_dict(torch.load(models.ensure("mobilenet_v2") / "mobilenet_v2-b0353104.pth",
+    net.load_state_dict(torch.load(weights.ensure("mobilenet_v2") / "mobilenet_v2-b0353104.pth",
                                    weights_only=True))
     net.eval()
     pixels = resize_center_crop(astronaut[None], 224, IMAGENET_MEAN, IMAGENET_STD)
@@ -276,10 +276,10 @@ def test_mini_xception_port_matches_a_keras_style_reference():
     file's own model_config, agrees with the torch port."""
     import torch
 
-    from vemo import models
+    from vemo import weights
     from vemo.extract.mini_xception import FER_FILE, load_mini_xception
 
-    path = models.ensure("fer2013_mini_xception") / FER_FILE
+    path = weights.ensure("fer2013_mini_xception") / FER_FILE
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(2, 64, 64, 1)).astype(np.float64)
     expected = keras_reference(path, x)

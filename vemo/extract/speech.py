@@ -201,16 +201,16 @@ class FasterWhisperSpeech(WhisperSpeech):
         """A CTranslate2 Whisper folder: a path, or the name of a packaged model."""
         if Path(self.model_name).is_dir():
             return Path(self.model_name)
-        from vemo import models
-        return models.ensure(self.model_name)
+        from vemo import weights
+        return weights.ensure(self.model_name)
 
     def _model_settings(self) -> dict[str, Any]:
-        from vemo import models
+        from vemo import weights
         if Path(self.model_name).is_dir():
             sha = file_sha256(Path(self.model_name) / "model.bin")
         else:
-            models.ensure(self.model_name)
-            sha = models.weight_sha256(self.model_name, "model.bin")
+            weights.ensure(self.model_name)
+            sha = weights.weight_sha256(self.model_name, "model.bin")
         return {"model": self.model_name, "weights_sha256": sha, "compute_type": self.compute_type,
                 "trim_context": self.trim_context, "min_context_seconds": self.MIN_CONTEXT_SECONDS}
 

@@ -90,13 +90,13 @@ class TextEncoder:
 
 
 def _minilm(**options: Any) -> TextEncoder:
-    from vemo import models
+    from vemo import weights
 
-    folder = models.ensure("all_minilm_l6_v2")
+    folder = weights.ensure("all_minilm_l6_v2")
     pooling_cfg = json.loads((folder / "1_Pooling" / "config.json").read_text())
     pooling = "cls" if pooling_cfg.get("pooling_mode_cls_token") else "mean"
     identity = {"model": "sentence-transformers/all-MiniLM-L6-v2",
-                "weights_sha256": models.weight_sha256("all_minilm_l6_v2", "model.safetensors")}
+                "weights_sha256": weights.weight_sha256("all_minilm_l6_v2", "model.safetensors")}
     options = {"pooling": pooling, "normalize": True, **options}
     return TextEncoder(str(folder), identity=identity, **options)
 

