@@ -16,7 +16,7 @@ import sys
 import traceback
 from typing import Callable, Iterator, Sequence
 
-from vemo.errors import VemoError
+from vemo.errors import VemoError, first_line
 
 
 def debug_requested() -> bool:
@@ -53,7 +53,7 @@ def describe(exc: BaseException) -> tuple[str, int, bool]:
     if isinstance(exc, VemoError):
         return one_line(str(exc)), exc.exit_code, True
     if isinstance(exc, OverrideParseException):
-        reason = str(exc.message).splitlines()[0] if exc.message else "it does not parse"
+        reason = first_line(str(exc.message or "")) or "it does not parse"
         return one_line(f"cannot parse the override {exc.override!r}: {reason} "
                         "(quote lists and strings as Hydra's override grammar says)"), 2, True
     if isinstance(exc, MissingConfigException):
@@ -75,7 +75,7 @@ def describe(exc: BaseException) -> tuple[str, int, bool]:
         return f"{key} is required and has no default: give it on the command line ({key}=...)", 1, True
     if isinstance(exc, OmegaConfBaseException):
         key = getattr(exc, "full_key", None)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         return one_line(f"{key}: {first}" if key and key not in first else first), 1, True
     torch = sys.modules.get("torch")  # never imported just to classify an error
     if torch is not None and isinstance(exc, torch.OutOfMemoryError):

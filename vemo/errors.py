@@ -44,3 +44,12 @@ class PredictError(VemoError, ValueError):
 class MissingPackageError(VemoError, ImportError):
     """A Python package that a chosen extractor or runtime needs is not installed; the message names
     the package to install (and the option that avoids it, where there is one)."""
+
+
+def first_line(exc: BaseException | str) -> str:
+    """The first line of an exception's message (or of a text), or the exception's type name when
+    it says nothing: how errors of other libraries are quoted inside vemo's one-line errors."""
+    text = (exc if isinstance(exc, str) else str(exc)).strip()
+    if text:
+        return text.splitlines()[0]
+    return "" if isinstance(exc, str) else type(exc).__name__

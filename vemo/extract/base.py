@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from vemo.errors import MissingPackageError
+from vemo.errors import MissingPackageError, first_line
 from vemo.io import file_sha256
 from vemo.store import ModalitySpec
 
@@ -212,7 +212,7 @@ def no_frames_reason(video: DecodedVideo) -> str | None:
 
 def failure_reason(exc: BaseException) -> str:
     """A failure in one line, as states, records and logs say it: the exception's type and first line."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(str(exc))
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 

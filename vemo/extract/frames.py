@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vemo.errors import MissingPackageError, VemoError
+from vemo.errors import MissingPackageError, VemoError, first_line
 from vemo.extract.base import (ONNXRUNTIME, TORCH_VISION, TRANSFORMERS, DecodedVideo, Extracted, Extractor,
                                frames_of, missing_packages, no_frames_reason, weights_sha256)
 
@@ -190,7 +190,7 @@ def _onnx_session(module, image_size: int, threads: int):
                               input_names=["pixels"], output_names=["features"], opset_version=17,
                               dynamic_axes={"pixels": {0: "frames"}, "features": {0: "frames"}})
     except Exception as error:  # noqa: BLE001 - whatever the exporter raises, said in one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise VemoError(f"extractor mobilenet_v2 (frames): torch {torch.__version__} could not export "
                         f"MobileNetV2 to ONNX ({first}); choose extract.extractors.frames.runtime=torch") from error
     options = ort.SessionOptions()

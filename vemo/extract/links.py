@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from vemo.errors import VemoError
+from vemo.errors import VemoError, first_line
 
 log = logging.getLogger("vemo.links")
 VIDEO_TYPES = ("video/", "application/octet-stream", "application/mp4")
@@ -79,7 +79,7 @@ def _download_with_ytdlp(url: str, folder: Path, max_bytes: int | None) -> Path:
                 info = next((e for e in info["entries"] if e), None)
             path = Path(ydl.prepare_filename(info)) if info else None
     except yt_dlp.utils.DownloadError as e:
-        message = re.sub(r"^ERROR:\s*", "", str(e).strip().splitlines()[0])
+        message = re.sub(r"^ERROR:\s*", "", first_line(str(e)))
         raise LinkError(f"{url}: no video could be downloaded ({message})") from None
     if path is None or not path.is_file():
         too_big = max_bytes and (any("max-filesize" in m for m in logger.said)

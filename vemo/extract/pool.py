@@ -8,6 +8,7 @@ import traceback
 from contextlib import contextmanager
 from typing import Any, Mapping
 
+from vemo.errors import first_line
 from vemo.extract.base import DecodedVideo, Extracted, Extractor
 
 
@@ -45,7 +46,7 @@ def model_errors(modality: str, name: str):
     except (VemoError, ConfigError):
         raise
     except OSError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise VemoError(f"extract.extractors.{modality} ({name}): its model could not be loaded: {first} "
                         "(the standard profile downloads from the model hubs; without that network use "
                         "extract=offline)") from e

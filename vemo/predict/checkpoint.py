@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vemo.errors import PredictError
+from vemo.errors import PredictError, first_line
 
 log = logging.getLogger("vemo.predict")
 
@@ -87,7 +87,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise PredictError(f"checkpoint={ckpt_path} cannot be read as a vemo checkpoint: {first}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise PredictError(f"checkpoint={ckpt_path} is not a vemo training checkpoint (no weights or hyperparameters)")
@@ -103,7 +103,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     try:
         model = FusionNetwork.from_checkpoint(checkpoint).to(device)
     except (KeyError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise PredictError(f"checkpoint={ckpt_path}: its weights do not fit its recorded model ({first})") from None
     run = checkpoint.get("vemo_run") or {}
     training = {"split_counts": {k: len(v) for k, v in (run.get("split_ids") or {}).items()},

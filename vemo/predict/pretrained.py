@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from vemo.errors import PredictError
+from vemo.errors import PredictError, first_line
 
 FORMAT = "vemo-model"
 FORMAT_VERSION = 1
@@ -150,7 +150,7 @@ def resolve_pretrained(name: str | Path) -> Path | None:
         from huggingface_hub import snapshot_download
         folder = Path(snapshot_download(repo_id=text, allow_patterns=[WEIGHTS, CONFIG, CARD]))
     except Exception as e:  # noqa: BLE001 - offline, unknown id, private: say which and why in one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise PredictError(f"checkpoint={text}: not a local folder, and the Hub id could not be fetched: {first}") from None
     if not is_model_folder(folder):
         raise PredictError(f"checkpoint={text}: the Hub repository has no {CONFIG} and {WEIGHTS} of a vemo model")
@@ -184,7 +184,7 @@ def load_pretrained(folder: str | Path, device: str = "cpu"):
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
+        first = first_line(e)
         raise PredictError(f"{folder / WEIGHTS}: the weights do not fit the config's model ({first})") from None
     hparams = {**network, "preprocessing": config["preprocessing"], "feature_specs": config["feature_specs"],
                "extract_profile": config.get("extract_profile")}

@@ -18,7 +18,7 @@ import lightning as L
 import torch
 
 from vemo.compare import leaf_differences, short
-from vemo.errors import ResumeError
+from vemo.errors import ResumeError, first_line
 from vemo.network import CheckpointFormatError, check_checkpoint_format
 
 log = logging.getLogger("vemo.train.resume")
@@ -66,7 +66,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ResumeError(f"ckpt_path={path} cannot be read as a checkpoint: {type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                          f"{first_line(str(e))}") from None
 
 
 def check_resume(path: str | Path, signature: Mapping[str, Any], hparams: Mapping[str, Any]) -> list[str]:
