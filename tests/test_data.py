@@ -653,3 +653,30 @@ def test_demo_datamodule_runs_end_to_end(demo_root, tmp_path):
     assert set(batch["features"]) == set(DIMS)
     assert batch["features"]["frames"].shape == (16, min(SEQ_LEN, 64), DIMS["frames"])
     assert all(torch.isfinite(x).all() for x in batch["features"].values())
+
+
+def test_the_labels_writer_round_trips_and_rewrites_only_changes(tmp_path):
+    """vemo's one writer of labels.csv / classes.txt: what it writes reads back as written (single- and
+    multi-label, the class order kept), an unchanged file is left alone, and refuse_other protects
+    a file with other content."""
+    import os
+
+    from vemo.data.labels import write_labels as write_label_files
+
+    single = tmp_path / "single"
+    labels_csv, classes_txt = write_label_files(single, {"b/2": "sad", "a/1": "happy, really"}, ["sad", "happy, really"])
+    read = read_labels(labels_csv, classes_txt)
+    assert read.classes == ["sad", "happy, really"] and read.targets == {"a/1": [1], "b/2": [0]}
+    assert not read.multilabel and labels_csv.read_text().splitlines()[1].startswith('a/1,"happy')  # sorted, quoted
+    before = os.stat(labels_csv).st_mtime_ns
+    os.utime(labels_csv, ns=(before - 10**9, before - 10**9))
+    write_label_files(single, {"a/1": "happy, really", "b/2": "sad"}, ["sad", "happy, really"])
+    assert os.stat(labels_csv).st_mtime_ns == before - 10**9  # same content: not rewritten
+    multi = tmp_path / "multi"
+    labels_csv, classes_txt = write_label_files(multi, {"t1": ["drama", "romance"], "t2": ["drama"]},
+                                                ["romance", "drama"])
+    read = read_labels(labels_csv, classes_txt)
+    assert read.multilabel and sorted(read.targets["t1"]) == [0, 1] and read.targets["t2"] == [1]
+    with pytest.raises(DataError, match=r"multi/labels.csv already exists with other content"):
+        write_label_files(multi, {"t1": ["drama"]}, ["romance", "drama"], refuse_other=True)
+    assert read_labels(labels_csv, classes_txt).targets["t2"] == [1]  # nothing was overwritten

@@ -1,12 +1,14 @@
 """Atomic file writes and JSON files shared by every stage (store index, run metrics, sweep records, labels)."""
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from vemo.errors import DataError
 
@@ -26,6 +28,27 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_if_changed(path: str | Path, text: str) -> bool:
+    """Atomically replace ``path`` with ``text`` unless it already holds exactly that; True when
+    written. Processes preparing the same data at once (DDP ranks, sweep workers) write the same
+    bytes, so whichever lands last changes nothing."""
+    path, data = Path(path), text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    atomic_write_bytes(path, data)
+    return True
+
+
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    """CSV with ``\n`` line ends, as every table vemo writes."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def atomic_write_json(path: str | Path, data: Any, default: Any = None) -> None:

@@ -6,10 +6,12 @@ import csv
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from vemo.errors import DataError
+from vemo.io import csv_text, write_text_if_changed
 
 MULTI_SEPARATOR = "|"
 
@@ -126,3 +128,26 @@ def match_labels_to_store(labelled: set[str], stored: set[str], labels_path: Pat
 
 def _examples(ids: set[str], n: int = 3) -> str:
     return ", ".join(repr(v) for v in sorted(ids)[:n]) or "(none)"
+
+
+def write_labels(folder: str | Path, labels: Mapping[str, str | Sequence[str]], classes: Sequence[str],
+                 multilabel: bool | None = None, refuse_other: bool = False) -> list[Path]:
+    """Write ``labels.csv`` (rows sorted by id) and ``classes.txt`` (in ``classes`` order) into
+    ``folder``: the one writer of vemo's label files. Each file is written atomically and only when
+    its content changes. ``multilabel``: an ``id,labels`` column of ``|``-joined names (default: when
+    the values are lists). ``refuse_other``: a file already there with other content is an error,
+    not overwritten (an importer never replaces labels a user made)."""
+    folder = Path(folder)
+    if multilabel is None:
+        multilabel = any(not isinstance(v, str) for v in labels.values())
+    if multilabel:
+        rows = [["id", "labels"]] + [[vid, MULTI_SEPARATOR.join(labels[vid])] for vid in sorted(labels)]
+    else:
+        rows = [["id", "label"]] + [[vid, labels[vid]] for vid in sorted(labels)]
+    files = {folder / "labels.csv": csv_text(rows), folder / "classes.txt": "".join(f"{c}\n" for c in classes)}
+    for path, text in files.items():
+        if refuse_other and path.exists() and path.read_text(encoding="utf-8") != text:
+            raise DataError(f"{path} already exists with other content; remove it or write the labels elsewhere")
+    for path, text in files.items():
+        write_text_if_changed(path, text)
+    return list(files)

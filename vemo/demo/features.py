@@ -17,7 +17,6 @@ order-blind heads on everything reach about 55-75%, and an order-aware head over
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vemo.data.labels import write_labels
 from vemo.store import FeatureStore, FeatureStoreWriter, ModalitySpec
 
 DEMO_VERSION = 3  # bump whenever the generated data changes, so caches are rebuilt
@@ -132,11 +132,7 @@ def generate_demo(root: str | Path, num_videos: int = 1600, seed: int = 0) -> Pa
         for i, vid in enumerate(ids):
             w.add(vid, {m: features[m][i] for m in DIMS}, source=f"synthetic://{vid}",
                   duration=float(SEQ_LEN))
-    with open(root / "labels.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "label"])
-        writer.writerows((vid, CLASSES[y]) for vid, y in zip(ids, labels))
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    write_labels(root, {vid: CLASSES[y] for vid, y in zip(ids, labels)}, CLASSES)
     # the planted truth, so ablation reports can be checked against it
     (root / "truth.json").write_text(json.dumps({
         "version": DEMO_VERSION,

@@ -20,8 +20,6 @@ clips are written under ``OUT/.tmp`` and renamed into place, and clips already p
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -31,12 +29,14 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from vemo.data.labels import write_labels
 from vemo.demo.encode import encode_mp4
 from vemo.demo.features import CLASSES
 from vemo.demo.plan import CHANNELS, SPLITS, VideoPlan, plan_videos
 from vemo.demo.render import render_frames
 from vemo.demo.sounds import render_audio
 from vemo.errors import DataError
+from vemo.io import csv_text, write_text_if_changed
 
 GENERATOR_VERSION = 1  # bump whenever the generated clips change
 
@@ -64,40 +64,21 @@ def _render_job(job: tuple[VideoPlan, Path, Path]) -> str:
 
 # ------------------------------------------------------------------------------------ the folder
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def csv_text(header: list[str], rows: list[list]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 CHANNEL_COLUMNS = ["id", "label", "split", *CHANNELS, "speech_text", "ocr_text", "voice", "speech_start",
                    "palette", "sound_pattern"]
 
 
 def write_metadata(out: Path, plans: list[VideoPlan]) -> None:
-    write_text_atomic(out / "classes.txt", "\n".join(CLASSES) + "\n")
-    write_text_atomic(out / "labels.csv", csv_text(["id", "label"], [[p.id, p.label] for p in plans]))
+    write_labels(out, {p.id: p.label for p in plans}, CLASSES)
     for split in SPLITS:
         ids = sorted(p.id for p in plans if p.split == split)
-        write_text_atomic(out / "splits" / f"{split}.txt", "".join(f"{vid}\n" for vid in ids))
+        write_text_if_changed(out / "splits" / f"{split}.txt", "".join(f"{vid}\n" for vid in ids))
     rows = []
     for p in plans:
         row = asdict(p)
         row.update({name: int(row[name]) for name in CHANNELS})
         rows.append([row[col] for col in CHANNEL_COLUMNS])
-    write_text_atomic(out / "channels.csv", csv_text(CHANNEL_COLUMNS, rows))
+    write_text_if_changed(out / "channels.csv", csv_text([CHANNEL_COLUMNS, *rows]))
 
 
 def check_settings(out: Path, settings: dict) -> None:
@@ -108,7 +89,7 @@ def check_settings(out: Path, settings: dict) -> None:
         if old != settings:
             raise DataError(f"{out} was generated with {old}, not {settings}; use another folder")
     else:
-        write_text_atomic(path, json.dumps(settings, indent=1) + "\n")
+        write_text_if_changed(path, json.dumps(settings, indent=1) + "\n")
 
 
 def generate_demo_videos(out: str | Path, num_videos: int = 300, seconds: float = 4.0, seed: int = 0,

@@ -1,7 +1,6 @@
 """``python -m vemo.extract``'s work: find videos, plan what is left, run the processes, merge, sum up."""
 from __future__ import annotations
 
-import csv
 import os
 import sys
 import time
@@ -15,8 +14,14 @@ from vemo.extract.inputs import VideoInput, find_videos
 from vemo.extract.jobs import DecodeSettings, Job, decode_settings_for, start_decoding
 from vemo.extract.pool import build_extractors, configure_threads, load_extractors
 from vemo.extract.records import store_specs
-from vemo.extract.runner import (Progress, WorkerConfig, extract_jobs, main_records, part_prefix,
-                                 spawned_worker)
+from vemo.extract.runner import (
+    Progress,
+    WorkerConfig,
+    extract_jobs,
+    main_records,
+    part_prefix,
+    spawned_worker,
+)
 from vemo.io import atomic_write_json
 from vemo.store.merge import merge_parts
 from vemo.store.writer import FeatureStoreWriter
@@ -106,17 +111,9 @@ def plan(videos: list[VideoInput], store: Path, retry_failed: bool) -> tuple[lis
 
 def write_folder_labels(videos: list[VideoInput], store: Path) -> Path:
     """labels.csv + classes.txt beside the store, one class per parent folder."""
-    folder = store.resolve().parent
-    labels = folder / "labels.csv"
-    classes = sorted({v.label for v in videos})
-    tmp = labels.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "label"])
-        for v in videos:
-            w.writerow([v.id, v.label])
-    os.replace(tmp, labels)
-    (folder / "classes.txt").write_text("\n".join(classes) + "\n", encoding="utf-8")
+    from vemo.data.labels import write_labels
+
+    labels, _ = write_labels(store.resolve().parent, {v.id: v.label for v in videos}, sorted({v.label for v in videos}))
     return labels
 
 

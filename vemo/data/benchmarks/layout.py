@@ -8,37 +8,17 @@ the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from vemo.data.labels import MULTI_SEPARATOR
-from vemo.data.splits import SPLITS
 from vemo.data.benchmarks.problems import Skipped
+from vemo.data.labels import write_labels
+from vemo.data.splits import SPLITS
 from vemo.errors import DataError
-from vemo.io import atomic_write_bytes
+from vemo.io import csv_text, write_text_if_changed
 
 SKIPPED_HEADER = ["split", "source", "line", "id", "reason", "detail"]
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Atomically replace ``path`` with ``text`` unless it already holds it; True when written."""
-    data = text.encode("utf-8")
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    atomic_write_bytes(path, data)
-    return True
-
-
-def _csv_text(rows: Sequence[Sequence[str]]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
 
 
 def _check_id(vid: str) -> None:
@@ -54,11 +34,9 @@ def write_layout(out: Path, classes: Sequence[str], labels: Mapping[str, Sequenc
     for ids in splits.values():
         for vid in ids:
             _check_id(vid)
-    column = "labels" if multilabel else "label"
-    rows = [["id", column]] + [[vid, MULTI_SEPARATOR.join(labels[vid])] for vid in sorted(labels)]
-    write_if_changed(out / "classes.txt", "".join(f"{c}\n" for c in classes))
-    write_if_changed(out / "labels.csv", _csv_text(rows))
+    write_labels(out, {vid: list(names) if multilabel else names[0] for vid, names in labels.items()}, classes,
+                 multilabel=multilabel)
     for name in SPLITS:
-        write_if_changed(out / "splits" / f"{name}.txt", "".join(f"{vid}\n" for vid in splits[name]))
-    write_if_changed(out / "skipped.csv", _csv_text([SKIPPED_HEADER] + [s.row() for s in skipped]))
-    write_if_changed(out / "report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        write_text_if_changed(out / "splits" / f"{name}.txt", "".join(f"{vid}\n" for vid in splits[name]))
+    write_text_if_changed(out / "skipped.csv", csv_text([SKIPPED_HEADER] + [s.row() for s in skipped]))
+    write_text_if_changed(out / "report.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")

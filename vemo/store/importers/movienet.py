@@ -7,14 +7,13 @@ training split. Labels go beside the store by default, where training looks for 
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from vemo.data.labels import write_labels as write_label_files
 from vemo.errors import DataError
 from vemo.io import atomic_write_bytes
 from vemo.store.importers.features import to_matrix
@@ -90,11 +89,10 @@ def write_labels(data: Mapping[str, Any], src: Path, folder: Path, splits: Path 
         return [], [f"{src}: no 'idx_to_label', so no labels were written"]
     classes = class_names(data["idx_to_label"], src)
     labels, problems = multi_hot_labels(data, classes, src)
-    table = io.StringIO()
-    csv.writer(table, lineterminator="\n").writerows(
-        [("id", "labels")] + [(v, "|".join(c)) for v, c in sorted(labels.items())])
-    written = [_write_once(folder / "labels.csv", table.getvalue()),
-               _write_once(folder / "classes.txt", "\n".join(classes) + "\n")]
+    try:
+        written = write_label_files(folder, labels, classes, multilabel=True, refuse_other=True)
+    except DataError as e:
+        raise DataError(f"{e} (labels=DIR chooses another folder)") from None
     if splits is not None:
         written += _write_splits(splits, folder / "splits")
     return [str(p) for p in written], problems
