@@ -5,7 +5,6 @@ the evidence and the key frame come from.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -184,7 +183,7 @@ def options_from_settings(modality: str, settings: Mapping[str, Any]) -> dict[st
     if not name or name not in EXTRACTORS:
         raise PredictError(f"{modality}: the checkpoint's extractor {name!r} is not one vemo knows "
                            f"(known: {', '.join(EXTRACTORS.names())})")
-    params = inspect.signature(EXTRACTORS.get(name)).parameters
+    params = EXTRACTORS.options(name) or []
     options: dict[str, Any] = {"name": name}
     for key, value in settings.items():
         if key in params and key not in ("device", "batch_size", "threads"):
