@@ -53,10 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def profile_config(name: str) -> dict:
-    from omegaconf import OmegaConf
-
-    from vemo.config import CONFIG_DIR
-    return OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "extract" / f"{name}.yaml"), resolve=True)
+    from vemo.extract.extraction import profile_extractors
+    return {"extractors": profile_extractors(name)}
 
 
 def main(argv: list[str] | None = None) -> int:

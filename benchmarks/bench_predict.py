@@ -199,11 +199,9 @@ def child_warm(opts: dict) -> dict:
                                                duration=decoded.duration, explain=explain), max(repeats, 5))
 
     # extractors of the profile the checkpoint does not use: alone, then every one side by side
-    from omegaconf import OmegaConf
+    from vemo.extract.extraction import profile_extractors
 
-    from vemo.config import CONFIG_DIR
-    profile = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "extract" / f"{opts['profile']}.yaml"))
-    extra_opts = {m: o for m, o in profile["extractors"].items() if m not in pipe.extractors}
+    extra_opts = {m: o for m, o in profile_extractors(opts["profile"]).items() if m not in pipe.extractors}
     if extra_opts:
         extras = build_extractors(extra_opts, "cpu")
         every = {**pipe.extractors, **extras}

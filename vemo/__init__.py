@@ -1,17 +1,10 @@
 """vemo: classify videos by fusing cached features of pretrained models."""
 from __future__ import annotations
 
-from typing import Any
+from vemo.lazy import lazy_exports
 
 __version__ = "0.1.0"
+__all__ = ["Prediction", "Predictor"]
 
-
-def __getattr__(name: str) -> Any:
-    # vemo.Predictor without importing torch or any extractor on `import vemo`
-    if name == "Predictor":
-        from vemo.predict.predictor import Predictor
-        return Predictor
-    if name == "Prediction":
-        from vemo.predict.prediction import Prediction
-        return Prediction
-    raise AttributeError(f"module 'vemo' has no attribute {name!r}")
+# vemo.Predictor without importing torch or any extractor on `import vemo`
+__getattr__ = lazy_exports(__name__, {"Predictor": "vemo.predict.predictor", "Prediction": "vemo.predict.prediction"})

@@ -5,10 +5,8 @@ label/split helpers start fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from vemo.errors import ModalityError
+from vemo.lazy import lazy_exports
 
 _LAZY = {
     "FeatureDataModule": "vemo.data.datamodule",
@@ -23,9 +21,4 @@ _LAZY = {
 __all__ = ["BenchmarkDataModule", "FeatureDataModule", "LabelError", "Labels", "ModalityError", "read_labels"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'vemo.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

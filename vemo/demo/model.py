@@ -15,7 +15,9 @@ from typing import Any
 
 log = logging.getLogger("vemo.predict")
 
-DEMO_MODEL_VERSION = 2  # 2: the extractor settings record the runtime
+# 2: the extractor settings record the runtime; 3: checkpoint format 1 (a model cached by an
+# earlier vemo is in a format this one refuses, so it is built again in a new folder)
+DEMO_MODEL_VERSION = 3
 # no faces are planted in the demo videos, so by default the model does not use (or extract) faces
 MODALITIES = ["audio", "frames", "ocr", "speech"]
 

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from vemo.errors import ConfigError
 from vemo.extract.base import MODALITIES, file_sha256
@@ -49,6 +49,17 @@ class ExtractionResult:
     def problems(self) -> int:
         """Input videos that are failed or partial in the store (this run's or an earlier one's)."""
         return sum(r.get("status") in ("failed", "partial") for r in self.records)
+
+
+def profile_extractors(profile: str, overrides: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Every extractor of an extraction profile (``offline``, ``standard``) with its options, composed
+    as ``python -m vemo.extract extract=PROFILE`` would (``overrides``: more of its command line)."""
+    from omegaconf import OmegaConf
+
+    from vemo.config import load_config
+
+    cfg = load_config(["input=-", "out=-", f"extract={profile}", *overrides], config_name="extract")
+    return selected_extractors(OmegaConf.to_container(cfg, resolve=True))
 
 
 def selected_extractors(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

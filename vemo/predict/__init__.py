@@ -9,19 +9,10 @@ Heavy parts (extractors, torch) load on first use, so importing this package is 
 """
 from __future__ import annotations
 
-from typing import Any
+from vemo.lazy import lazy_exports
 
 __all__ = ["Predictor", "Prediction", "load_model", "resolve_checkpoint"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "Predictor":
-        from vemo.predict.predictor import Predictor
-        return Predictor
-    if name == "Prediction":
-        from vemo.predict.prediction import Prediction
-        return Prediction
-    if name in ("load_model", "resolve_checkpoint"):
-        from vemo.predict import checkpoint
-        return getattr(checkpoint, name)
-    raise AttributeError(f"module 'vemo.predict' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"Predictor": "vemo.predict.predictor", "Prediction": "vemo.predict.prediction",
+                                      "load_model": "vemo.predict.checkpoint",
+                                      "resolve_checkpoint": "vemo.predict.checkpoint"})

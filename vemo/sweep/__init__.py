@@ -28,8 +28,7 @@ does not import the runner.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vemo.lazy import lazy_exports
 
 _LAZY = {"main": "vemo.sweep.cli", "cpu_count": "vemo.sweep.processes", "run_sweep": "vemo.sweep.runner",
          "sweep": "vemo.sweep.runner", "Interrupted": "vemo.sweep.signals"}
@@ -37,9 +36,4 @@ _LAZY = {"main": "vemo.sweep.cli", "cpu_count": "vemo.sweep.processes", "run_swe
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'vemo.sweep' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
