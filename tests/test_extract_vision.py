@@ -124,6 +124,33 @@ def test_mobilenet_onnx_and_torch_runtimes_agree():
         create("mobilenet_v2", runtime="tf")
 
 
+def test_the_onnx_graph_is_exported_once_and_kept_beside_the_weights(tmp_path, monkeypatch):
+    """A cold start reads the exported graph instead of exporting again; another input size (or
+    weights, opset, torch) is another file; the extractor's graph lands in the weight cache."""
+    import torch
+
+    from vemo import weights
+    from vemo.extract.frames import exported_graph
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    first = exported_graph(module, 32, "a" * 64, tmp_path)
+    import onnx
+    onnx.checker.check_model(onnx.load_from_string(first))
+    assert [p.suffix for p in tmp_path.iterdir()] == [".onnx"]
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(torch.onnx, "export", no_export)
+    assert exported_graph(module, 32, "a" * 64, tmp_path) == first
+    with pytest.raises(Exception, match="could not export MobileNetV2 to ONNX"):  # other settings: a new export
+        exported_graph(module, 48, "a" * 64, tmp_path)
+    monkeypatch.undo()
+    extractor = create("mobilenet_v2", runtime="onnx")
+    extractor.load()
+    assert list((weights.model_dir("mobilenet_v2") / "onnx").glob("mobilenet_v2-224px-*.onnx"))
+
+
 def test_the_runtime_used_is_recorded_and_a_missing_one_fails_at_load(monkeypatch):
     from vemo.errors import MissingPackageError
 

@@ -83,8 +83,9 @@ class _FrameEmbedder(Extractor):
 class MobileNetFrames(_FrameEmbedder):
     """torchvision MobileNetV2 (packaged ImageNet weights): 1280-d pooled features per frame.
 
-    ``runtime``: ``onnx`` exports the torch model once per process to ONNX in memory and runs it in
-    onnxruntime on the CPU, about three times faster than torch there (measured); ``torch`` runs it
+    ``runtime``: ``onnx`` exports the torch model to ONNX once (the graph is kept beside the weights,
+    see ``exported_graph``) and runs it in onnxruntime on the CPU, about three times faster than
+    torch there (measured); ``torch`` runs it
     in torch on ``device``; ``auto`` (default) is onnx on a CPU and torch on a GPU. Both give the
     same features to float rounding, but the runtime is recorded in the manifest all the same, so
     one store never mixes them. When onnx's packages are missing, loading fails naming them, unless
@@ -155,7 +156,9 @@ class MobileNetFrames(_FrameEmbedder):
         pooled = torch.nn.Sequential(net.features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
         self._session = None
         if self.runtime_used() == "onnx":
-            self._session = _onnx_session(pooled, self.image_size, self.threads)
+            graph = exported_graph(pooled, self.image_size, weights.weight_sha256("mobilenet_v2", MOBILENET_WEIGHTS),
+                                   weights.model_dir("mobilenet_v2") / "onnx")
+            self._session = _onnx_session(graph, self.threads)
         else:
             # channels_last: oneDNN's depthwise/pointwise kernels are about twice as fast in it
             self._net = pooled.to(self.device, memory_format=torch.channels_last)
@@ -173,29 +176,53 @@ class MobileNetFrames(_FrameEmbedder):
             return self._net(x).float().cpu().numpy()
 
 
-def _onnx_session(module, image_size: int, threads: int):
-    """An onnxruntime CPU session for a torch image module exported in memory. An export this torch
-    cannot do is an error, not a quiet switch to torch: the manifest already says onnx."""
+ONNX_OPSET = 17
+
+
+def exported_graph(module, image_size: int, weights_sha256: str, folder: Path) -> bytes:
+    """The ONNX graph of a torch image module, exported once and kept in ``folder``: the export took
+    most of a cold start (about 2 s of CPU on every load). The file's name is a digest of everything
+    the graph depends on (the weights, the input size, the opset and the torch that exported it), so a
+    change of any of them exports again; the file is written atomically, so a reader never sees half
+    of one. An export this torch cannot do is an error, not a quiet switch to torch: the manifest
+    already says onnx."""
+    import hashlib
     import io
     import warnings
 
-    import onnxruntime as ort
     import torch
 
+    from vemo.io import atomic_write_bytes
+
+    key = hashlib.sha256(f"{weights_sha256}|{image_size}|opset{ONNX_OPSET}|torch {torch.__version__}".encode())
+    path = folder / f"mobilenet_v2-{image_size}px-{key.hexdigest()[:16]}.onnx"
+    if path.is_file():
+        return path.read_bytes()
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
             torch.onnx.export(module, torch.zeros(1, 3, image_size, image_size), buffer, dynamo=False,
-                              input_names=["pixels"], output_names=["features"], opset_version=17,
+                              input_names=["pixels"], output_names=["features"], opset_version=ONNX_OPSET,
                               dynamic_axes={"pixels": {0: "frames"}, "features": {0: "frames"}})
     except Exception as error:  # noqa: BLE001 - whatever the exporter raises, said in one line
         first = first_line(error)
         raise VemoError(f"extractor mobilenet_v2 (frames): torch {torch.__version__} could not export "
                         f"MobileNetV2 to ONNX ({first}); choose extract.extractors.frames.runtime=torch") from error
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:  # a read-only cache: export again next time
+        pass
+    return buffer.getvalue()
+
+
+def _onnx_session(graph: bytes, threads: int):
+    """An onnxruntime CPU session for an exported graph."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(buffer.getvalue(), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _clip_vision_config(model: str):
