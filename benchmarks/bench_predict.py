@@ -114,10 +114,10 @@ def child_cold(opts: dict) -> dict:
     from vemo.extract import pool as extractor_pool
     original, loads = extractor_pool.load_extractors, {}
 
-    def load_each(extractors):
+    def load_each(extractors, **options):
         for m, ex in extractors.items():
             begin = time.perf_counter()
-            original({m: ex})
+            original({m: ex}, **options)
             loads[f"{m} ({ex.registered_name()})"] = time.perf_counter() - begin
     extractor_pool.load_extractors = load_each
     start = time.perf_counter()

@@ -267,3 +267,26 @@ def test_hf_caption_without_words_is_absent(tmp_path):
     captioner = create("hf_caption", model=str(make_tiny_blip(tmp_path, silent=True)), num_frames=2)
     result = captioner.extract([video([text_frame("I AM SO HAPPY")] * 4)])[0]
     assert result.features is None and result.absent == "no caption"
+
+
+def test_for_prediction_the_text_model_loads_on_the_first_text_not_before():
+    """Prediction loads extractors with text_on_first_use: a video without on-screen text never
+    loads the text model (about 5 s of a cold start); the first text loads it and is encoded as
+    always. Extraction (the default) still warms the encoder while loading."""
+    from vemo.extract import text as text_module
+    from vemo.extract.pool import load_extractors
+
+    text_module._cached.cache_clear()  # a text encoder of its own, not one another test loaded
+    ocr = create("rapidocr")
+    load_extractors({"ocr": ocr}, text_on_first_use=True)
+    assert ocr._encoder._model is None
+    blank, = ocr.extract([video(np.full((2, HEIGHT, WIDTH, 3), 90, np.uint8), "blank")])
+    assert blank.features is None or not len(blank.features)
+    assert ocr._encoder._model is None                       # no text, no text model
+    happy, = ocr.extract([video([text_frame("I AM SO HAPPY")] * 4, "happy")])
+    assert ocr._encoder._model is not None and happy.features.shape == (1, ocr.dim)
+    np.testing.assert_allclose(happy.features[0], ocr._encoder.encode([happy.side["text"]])[0], atol=1e-5)
+    text_module._cached.cache_clear()
+    warmed = create("rapidocr")
+    load_extractors({"ocr": warmed})
+    assert warmed._encoder._model is not None

@@ -104,8 +104,9 @@ def text_prototypes(encode, tables: AffectTables) -> np.ndarray:
     return np.stack(rows)
 
 
-def text_token(embedding: np.ndarray | None, prototypes: np.ndarray, source: str, tables: AffectTables):
-    """(tokens [1, D] or [0, D], times) for one text embedding (speech or ocr)."""
+def text_token(embedding: np.ndarray | None, prototypes: np.ndarray | None, source: str, tables: AffectTables):
+    """(tokens [1, D] or [0, D], times) for one text embedding (speech or ocr); ``prototypes`` may be
+    None when there is no text."""
     if embedding is None or not len(embedding):
         return _stack([], [], tables)
     v = np.asarray(embedding, dtype=np.float64).reshape(-1)

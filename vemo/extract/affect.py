@@ -42,6 +42,7 @@ class AffectExperts(Extractor):
         self._shared: dict[str, Extractor] = {}
         self._own: dict[str, Extractor] | None = None
         self._prototypes: dict[str, np.ndarray] = {}
+        self._encoders: dict[str, Any] = {}
 
     # -- the sources ----------------------------------------------------------------------------
     def share(self, extractors: Mapping[str, Extractor]) -> None:
@@ -96,9 +97,15 @@ class AffectExperts(Extractor):
             ex = self.active_sources().get(m)
             if ex is not None:
                 name = getattr(ex, "text_encoder_name", None) or getattr(ex, "text_encoder", "minilm")
-                encoder = load_text_encoder(str(name))
-                from vemo.affect.experts import text_prototypes
-                self._prototypes[m] = text_prototypes(encoder.encode, self.tables)
+                self._encoders[m] = load_text_encoder(str(name))
+
+    def _prototypes_of(self, modality: str) -> np.ndarray:
+        """The class descriptions' embeddings under ``modality``'s text encoder, computed on the first
+        text there is: a video without speech or on-screen text never loads the text model."""
+        if modality not in self._prototypes:
+            from vemo.affect.experts import text_prototypes
+            self._prototypes[modality] = text_prototypes(self._encoders[modality].encode, self.tables)
+        return self._prototypes[modality]
 
     def warm_up(self) -> None:
         pass  # the sources warm up themselves
@@ -134,7 +141,8 @@ class AffectExperts(Extractor):
             elif m == "audio":
                 tokens, t = audio_tokens(result.side, self.tables)
             else:
-                tokens, t = text_token(result.features, self._prototypes[m], m, self.tables)
+                has_text = result.features is not None and len(result.features)
+                tokens, t = text_token(result.features, self._prototypes_of(m) if has_text else None, m, self.tables)
             parts.append(tokens)
             times.append(t)
             used[m] = f"{len(tokens)} token{'s' if len(tokens) != 1 else ''}"

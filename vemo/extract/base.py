@@ -128,6 +128,10 @@ class Extractor:
         """Load the models (once per process). Called by ``ensure_loaded``."""
         raise NotImplementedError
 
+    # False: a text encoder loads on the first text instead of during warm-up (prediction of one video
+    # without speech or on-screen text then never loads it, about 5 s of a cold start)
+    warm_text_encoder = True
+
     def ensure_loaded(self) -> None:
         if not self._loaded:
             self.check_packages()
@@ -146,6 +150,8 @@ class Extractor:
                             duration=2.0, width=640, height=360)
         try:
             self.extract([clip])
+            if not self.warm_text_encoder:
+                return
             # noise has no speech or text, so a text encoder would otherwise load on the first real one
             from vemo.extract.text import TextEncoder
             for value in list(vars(self).values()):

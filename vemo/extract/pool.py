@@ -52,7 +52,13 @@ def model_errors(modality: str, name: str):
                         "extract=offline)") from e
 
 
-def load_extractors(extractors: Mapping[str, Extractor]) -> None:
+def load_extractors(extractors: Mapping[str, Extractor], text_on_first_use: bool = False) -> None:
+    """Load (and warm up) every extractor. ``text_on_first_use``: text encoders load on the first
+    transcript or on-screen text rather than now (prediction: one video may have none)."""
+    if text_on_first_use:
+        sources = [s for ex in extractors.values() if ex.derives_from for s in ex.active_sources().values()]
+        for ex in [*extractors.values(), *sources]:
+            ex.warm_text_encoder = False
     for modality, ex in extractors.items():
         with model_errors(modality, type(ex).__name__):
             ex.ensure_loaded()

@@ -28,17 +28,16 @@ class TextEncoder:
                  identity: dict[str, Any] | None = None):
         if pooling not in POOLINGS:
             raise ConfigError(f"text encoder pooling must be one of {POOLINGS}, got {pooling!r}")
-        from transformers import AutoConfig
-
         self.model_path = str(model_path)
         self.pooling, self.normalize = pooling, bool(normalize)
         self.max_tokens, self.batch_size, self.device = int(max_tokens), int(batch_size), device
         # only the config now: dim and settings() are known before (and without) the weights load
-        config = AutoConfig.from_pretrained(self.model_path)
-        self.dim = int(config.hidden_size)
-        positions = getattr(config, "max_position_embeddings", None)
+        config = _model_config(self.model_path)
+        self.dim = int(config["hidden_size"])
+        positions = config.get("max_position_embeddings")
         if positions:  # RoBERTa keeps two positions for padding; a longer max_length would crash
-            self.max_tokens = min(self.max_tokens, int(positions) - (2 if "roberta" in config.model_type else 0))
+            roberta = "roberta" in str(config.get("model_type", ""))
+            self.max_tokens = min(self.max_tokens, int(positions) - (2 if roberta else 0))
         self.identity = dict(identity or {"model": self.model_path})
         self._tokenizer = self._model = None
         # extractors sharing this encoder may run in parallel threads; HF fast tokenizers are not
@@ -87,6 +86,17 @@ class TextEncoder:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[start:start + len(chunk)] = pooled.float().cpu().numpy()
         return out
+
+
+def _model_config(model_path: str) -> dict[str, Any]:
+    """A model's config as a dict: read from a local folder's config.json as it is (importing
+    transformers costs about 2 s, and a video without text never needs it), else through
+    transformers (a hub id)."""
+    local = Path(model_path) / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text(encoding="utf-8"))
+    from transformers import AutoConfig
+    return AutoConfig.from_pretrained(model_path).to_dict()
 
 
 def _minilm(**options: Any) -> TextEncoder:

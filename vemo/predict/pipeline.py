@@ -87,7 +87,7 @@ class Pipeline:
         specs = store_specs(extractors, decode)
         predictor.check_feature_specs(specs, where="the extractors available here")
         concurrent = configure_threads(extractors, predictor.threads or os.cpu_count() or 1)
-        load_extractors(extractors)
+        load_extractors(extractors, text_on_first_use=True)
         return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent), time.perf_counter() - started)
 
     def extract_one(self, path: Path, video_id: str) -> ExtractedVideo:
