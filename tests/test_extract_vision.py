@@ -133,7 +133,7 @@ def test_the_onnx_graph_is_exported_once_and_kept_beside_the_weights(tmp_path, m
     from vemo.extract.frames import exported_graph
 
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
-    first = exported_graph(module, 32, "a" * 64, tmp_path)
+    first = exported_graph(lambda: module, 32, "a" * 64, tmp_path)
     import onnx
     onnx.checker.check_model(onnx.load_from_string(first))
     assert [p.suffix for p in tmp_path.iterdir()] == [".onnx"]
@@ -142,9 +142,9 @@ def test_the_onnx_graph_is_exported_once_and_kept_beside_the_weights(tmp_path, m
         raise AssertionError("exported again")
 
     monkeypatch.setattr(torch.onnx, "export", no_export)
-    assert exported_graph(module, 32, "a" * 64, tmp_path) == first
+    assert exported_graph(lambda: module, 32, "a" * 64, tmp_path) == first
     with pytest.raises(Exception, match="could not export MobileNetV2 to ONNX"):  # other settings: a new export
-        exported_graph(module, 48, "a" * 64, tmp_path)
+        exported_graph(lambda: module, 48, "a" * 64, tmp_path)
     monkeypatch.undo()
     extractor = create("mobilenet_v2", runtime="onnx")
     extractor.load()

@@ -143,25 +143,32 @@ class MobileNetFrames(_FrameEmbedder):
                 "image_size": self.image_size, "resize": "centre square, area filter",
                 "pooling": "global average"}
 
-    def load(self) -> None:
+    def _pooled_network(self):
+        """MobileNetV2 with its packaged weights, features -> pooled 1280-d (no classifier)."""
         import torch
         from torchvision.models import mobilenet_v2
 
         from vemo import weights
 
-        path = weights.ensure("mobilenet_v2") / MOBILENET_WEIGHTS
         net = mobilenet_v2()
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        # the classifier is not needed: features -> pooled 1280-d
-        pooled = torch.nn.Sequential(net.features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+        net.load_state_dict(torch.load(weights.ensure("mobilenet_v2") / MOBILENET_WEIGHTS, map_location="cpu",
+                                       weights_only=True))
+        return torch.nn.Sequential(net.features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+
+    def load(self) -> None:
+        from vemo import weights
+
         self._session = None
         if self.runtime_used() == "onnx":
-            graph = exported_graph(pooled, self.image_size, weights.weight_sha256("mobilenet_v2", MOBILENET_WEIGHTS),
+            # with the graph already exported, neither torchvision nor the torch weights are read
+            graph = exported_graph(self._pooled_network, self.image_size,
+                                   weights.weight_sha256("mobilenet_v2", MOBILENET_WEIGHTS),
                                    weights.model_dir("mobilenet_v2") / "onnx")
             self._session = _onnx_session(graph, self.threads)
         else:
+            import torch
             # channels_last: oneDNN's depthwise/pointwise kernels are about twice as fast in it
-            self._net = pooled.to(self.device, memory_format=torch.channels_last)
+            self._net = self._pooled_network().to(self.device, memory_format=torch.channels_last)
 
     def _preprocess(self, frames: np.ndarray) -> np.ndarray:
         return resize_center_crop(frames, self.image_size, IMAGENET_MEAN, IMAGENET_STD)
@@ -179,9 +186,10 @@ class MobileNetFrames(_FrameEmbedder):
 ONNX_OPSET = 17
 
 
-def exported_graph(module, image_size: int, weights_sha256: str, folder: Path) -> bytes:
-    """The ONNX graph of a torch image module, exported once and kept in ``folder``: the export took
-    most of a cold start (about 2 s of CPU on every load). The file's name is a digest of everything
+def exported_graph(build_module, image_size: int, weights_sha256: str, folder: Path) -> bytes:
+    """The ONNX graph of the torch image module ``build_module()`` makes, exported once and kept in
+    ``folder`` (the module is built only to export it): exporting at every load, with torchvision's
+    import and the torch weights it needs, cost a cold start a few seconds of CPU. The file's name is a digest of everything
     the graph depends on (the weights, the input size, the opset and the torch that exported it), so a
     change of any of them exports again; the file is written atomically, so a reader never sees half
     of one. An export this torch cannot do is an error, not a quiet switch to torch: the manifest
@@ -202,7 +210,7 @@ def exported_graph(module, image_size: int, weights_sha256: str, folder: Path) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-            torch.onnx.export(module, torch.zeros(1, 3, image_size, image_size), buffer, dynamo=False,
+            torch.onnx.export(build_module(), torch.zeros(1, 3, image_size, image_size), buffer, dynamo=False,
                               input_names=["pixels"], output_names=["features"], opset_version=ONNX_OPSET,
                               dynamic_axes={"pixels": {0: "frames"}, "features": {0: "frames"}})
     except Exception as error:  # noqa: BLE001 - whatever the exporter raises, said in one line
