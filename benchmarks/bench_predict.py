@@ -148,7 +148,7 @@ def child_warm(opts: dict) -> dict:
 
     repeats, video = int(opts["repeats"]), opts["video"]
     predictor = Predictor.from_checkpoint(opts["checkpoint"], threads=opts["threads"])
-    pipe = predictor.pipeline()
+    pipe = predictor.pipeline(text_on_first_use=False)  # a warm process: every model loaded, as the app does
     threads = {m: getattr(ex, "threads", getattr(ex, "cpu_threads", None)) for m, ex in pipe.extractors.items()}
     log(f"  warm-up prediction of {Path(video).name}")
     first = predictor.predict(video)

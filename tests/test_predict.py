@@ -130,6 +130,38 @@ def video_predictor(video_model):
     predictor.close()
 
 
+@pytest.mark.slow
+def test_prediction_loads_text_models_on_first_text_and_the_app_loads_them_at_start(video_model):
+    """A command predicting a few videos loads a text encoder only when a video has text (a cold
+    start without text skips it); the app, which must answer its first upload fast, loads every
+    model before serving."""
+    from vemo.app.limits import UploadLimits
+    from vemo.app.server import Settings, load_predictor
+    from vemo.extract import text as text_module
+    from vemo.extract.text import TextEncoder
+
+    def text_models(predictor):
+        return [v._model for ex in predictor.pipeline().extractors.values() for v in vars(ex).values()
+                if isinstance(v, TextEncoder)]
+
+    run_dir, _ = video_model
+    text_module._cached.cache_clear()  # encoders of their own, not ones other tests loaded
+    lazy = Predictor.from_checkpoint(run_dir)
+    try:
+        assert text_models(lazy) and all(m is None for m in text_models(lazy))
+    finally:
+        lazy.close()
+    text_module._cached.cache_clear()
+    settings = Settings(checkpoint=str(run_dir), examples=[], host="127.0.0.1", port=0,
+                        limits=UploadLimits(1.0, 4.0, (".mp4",)), demo_cache_dir="", demo_num_videos=0,
+                        demo_seed=0, say=lambda *a: None)
+    served, _ = load_predictor(settings)
+    try:
+        assert text_models(served) and all(m is not None for m in text_models(served))
+    finally:
+        served.close()
+
+
 def demo_clip(root: Path, split: str = "test") -> tuple[str, Path]:
     vid = (root / "videos" / "splits" / f"{split}.txt").read_text().split()[0]
     return vid, root / "videos" / "videos" / f"{vid}.mp4"

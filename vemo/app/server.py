@@ -81,7 +81,7 @@ def load_predictor(settings: Settings):
     examples = list(examples or [])
     try:
         started = time.perf_counter()
-        predictor.pipeline()  # the extractors load now, not on the first upload
+        predictor.pipeline(text_on_first_use=False)  # every model loads now, not on the first upload
         say(f"extractors ready ({time.perf_counter() - started:.1f} s)")
         if examples:  # one real pass: the runtimes' first-call set-up happens now, not on the first upload
             started = time.perf_counter()

@@ -45,7 +45,9 @@ class Pipeline:
     load_seconds: float
 
     @classmethod
-    def build(cls, predictor: Predictor) -> "Pipeline":
+    def build(cls, predictor: Predictor, text_on_first_use: bool = True) -> "Pipeline":
+        """``text_on_first_use``: a text encoder loads on the first text, not now (see
+        ``load_extractors``); a server that must answer its first request fast passes False."""
         from vemo.extract.jobs import DecodeSettings, decode_settings_for
         from vemo.extract.pool import ExtractorPool, configure_threads, load_extractors, share_sources
         from vemo.extract.records import store_specs
@@ -87,7 +89,7 @@ class Pipeline:
         specs = store_specs(extractors, decode)
         predictor.check_feature_specs(specs, where="the extractors available here")
         concurrent = configure_threads(extractors, predictor.threads or os.cpu_count() or 1)
-        load_extractors(extractors, text_on_first_use=True)
+        load_extractors(extractors, text_on_first_use=text_on_first_use)
         return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent), time.perf_counter() - started)
 
     def extract_one(self, path: Path, video_id: str) -> ExtractedVideo:

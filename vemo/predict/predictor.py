@@ -228,10 +228,11 @@ class Predictor:
         return prediction
 
     # ---------------------------------------------------------------- videos
-    def pipeline(self) -> Pipeline:
-        """The extractors this checkpoint was trained with, built, checked and loaded (once)."""
+    def pipeline(self, text_on_first_use: bool = True) -> Pipeline:
+        """The extractors this checkpoint was trained with, built, checked and loaded (once).
+        ``text_on_first_use=False`` loads the text encoders now too (otherwise: on the first text)."""
         if self._pipeline is None:
-            self._pipeline = Pipeline.build(self)
+            self._pipeline = Pipeline.build(self, text_on_first_use=text_on_first_use)
         return self._pipeline
 
     def predict(self, video: str | os.PathLike, *, id: str | None = None, explain: bool = True) -> Prediction:
