@@ -297,6 +297,11 @@ def test_a_checkpoint_of_another_format_is_refused_in_one_line(baseline, tmp_pat
             VideoClassifier.load_from_checkpoint(path, map_location="cpu")
         for error in (resumed, predicted):
             assert str(path) in str(error.value) and "\n" not in str(error.value)
+    # format 1 but not written by vemo.train (no preprocessing recorded): refused in one line too
+    path = tmp_path / "no-preprocessing.ckpt"
+    torch.save({**ckpt, "hyper_parameters": {**ckpt["hyper_parameters"], "preprocessing": None}}, path)
+    with pytest.raises(PredictError, match=re.escape(f"checkpoint={path} records no preprocessing")):
+        load_model(path)
 
 
 @pytest.mark.parametrize("head", ["pairwise", "joint"])

@@ -30,16 +30,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def write_text_if_changed(path: str | Path, text: str) -> bool:
+def write_text_if_changed(path: str | Path, text: str, refuse_other: bool = False) -> bool:
     """Atomically replace ``path`` with ``text`` unless it already holds exactly that; True when
     written. Processes preparing the same data at once (DDP ranks, sweep workers) write the same
-    bytes, so whichever lands last changes nothing."""
+    bytes, so whichever lands last changes nothing. ``refuse_other``: a file already there with
+    other content is a ``DataError``, not overwritten (an importer never replaces a user's file)."""
     path, data = Path(path), text.encode("utf-8")
     try:
         if path.read_bytes() == data:
             return False
     except FileNotFoundError:
         pass
+    else:
+        if refuse_other:
+            raise DataError(f"{path} already exists with other content; remove it or write elsewhere")
     atomic_write_bytes(path, data)
     return True
 

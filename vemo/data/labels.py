@@ -145,9 +145,10 @@ def write_labels(folder: str | Path, labels: Mapping[str, str | Sequence[str]], 
     else:
         rows = [["id", "label"]] + [[vid, labels[vid]] for vid in sorted(labels)]
     files = {folder / "labels.csv": csv_text(rows), folder / "classes.txt": "".join(f"{c}\n" for c in classes)}
-    for path, text in files.items():
-        if refuse_other and path.exists() and path.read_text(encoding="utf-8") != text:
-            raise DataError(f"{path} already exists with other content; remove it or write the labels elsewhere")
+    if refuse_other:  # both checked before either is written, so a refusal leaves nothing half done
+        for path, text in files.items():
+            if path.exists() and path.read_text(encoding="utf-8") != text:
+                write_text_if_changed(path, text, refuse_other=True)  # raises, naming the file
     for path, text in files.items():
         write_text_if_changed(path, text)
     return list(files)

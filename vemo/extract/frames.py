@@ -189,10 +189,10 @@ ONNX_OPSET = 17
 def exported_graph(build_module, image_size: int, weights_sha256: str, folder: Path) -> bytes:
     """The ONNX graph of the torch image module ``build_module()`` makes, exported once and kept in
     ``folder`` (the module is built only to export it): exporting at every load, with torchvision's
-    import and the torch weights it needs, cost a cold start a few seconds of CPU. The file's name is a digest of everything
-    the graph depends on (the weights, the input size, the opset and the torch that exported it), so a
-    change of any of them exports again; the file is written atomically, so a reader never sees half
-    of one. An export this torch cannot do is an error, not a quiet switch to torch: the manifest
+    import and the torch weights it needs, cost a cold start a few seconds of CPU. The file's name
+    is a digest of everything the graph depends on (the weights, the input size, the opset and the
+    torch that exported it), so a change of any of them exports again; the file is written
+    atomically, so a reader never sees half of one. An export this torch cannot do is an error, not a quiet switch to torch: the manifest
     already says onnx."""
     import hashlib
     import io

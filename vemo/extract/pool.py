@@ -52,12 +52,17 @@ def model_errors(modality: str, name: str):
                         "extract=offline)") from e
 
 
+def with_own_sources(extractors: Mapping[str, Extractor]) -> list[Extractor]:
+    """The extractors and the sources a derived one (affect) runs itself: every model a run loads."""
+    own = [s for ex in extractors.values() if ex.derives_from for s in ex.active_sources().values()]
+    return [*extractors.values(), *own]
+
+
 def load_extractors(extractors: Mapping[str, Extractor], text_on_first_use: bool = False) -> None:
     """Load (and warm up) every extractor. ``text_on_first_use``: text encoders load on the first
     transcript or on-screen text rather than now (prediction: one video may have none)."""
     if text_on_first_use:
-        sources = [s for ex in extractors.values() if ex.derives_from for s in ex.active_sources().values()]
-        for ex in [*extractors.values(), *sources]:
+        for ex in with_own_sources(extractors):
             ex.warm_text_encoder = False
     for modality, ex in extractors.items():
         with model_errors(modality, type(ex).__name__):
@@ -75,8 +80,7 @@ def configure_threads(extractors: Mapping[str, Extractor], threads: int) -> int:
     threads = max(1, int(threads))
     concurrent = max(1, min(threads, len(extractors)))
     per_extractor = max(1, threads // concurrent)
-    own_sources = [s for ex in extractors.values() if ex.derives_from for s in ex.active_sources().values()]
-    for ex in [*extractors.values(), *own_sources]:
+    for ex in with_own_sources(extractors):
         for attr in ("threads", "cpu_threads"):
             if getattr(ex, attr, None) == 0:
                 setattr(ex, attr, per_extractor)

@@ -71,7 +71,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     affect model; ``demo`` the model trained on the synthetic demo videos (built on first use)."""
     import torch
 
-    from vemo.network import CheckpointFormatError, FusionNetwork, check_checkpoint_format
+    from vemo.network import CheckpointFormatError, FusionNetwork
 
     if str(path) == "zeroshot" and not Path(path).exists():
         from vemo.affect.zeroshot import zeroshot_model
@@ -92,19 +92,20 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise PredictError(f"checkpoint={ckpt_path} is not a vemo training checkpoint (no weights or hyperparameters)")
     try:
-        check_checkpoint_format(checkpoint, f"checkpoint={ckpt_path}")
+        model = FusionNetwork.from_checkpoint(checkpoint, where=f"checkpoint={ckpt_path}").to(device)
     except CheckpointFormatError as e:
         raise PredictError(str(e)) from None
+    except (KeyError, RuntimeError, TypeError) as e:
+        first = first_line(e)
+        raise PredictError(f"checkpoint={ckpt_path}: its weights do not fit its recorded model ({first})") from None
     hp = dict(checkpoint["hyper_parameters"])
+    if not hp.get("preprocessing"):
+        raise PredictError(f"checkpoint={ckpt_path} records no preprocessing (token caps, subsampling): it was not "
+                           "written by python -m vemo.train")
     run_dir = _run_dir_of(ckpt_path)
     notes: list[str] = list(hp.get("import_notes") or [])
     for note in notes:
         log.info("%s: %s", ckpt_path, note)
-    try:
-        model = FusionNetwork.from_checkpoint(checkpoint).to(device)
-    except (KeyError, RuntimeError, TypeError) as e:
-        first = first_line(e)
-        raise PredictError(f"checkpoint={ckpt_path}: its weights do not fit its recorded model ({first})") from None
     run = checkpoint.get("vemo_run") or {}
     training = {"split_counts": {k: len(v) for k, v in (run.get("split_ids") or {}).items()},
                 "split_source": run.get("split_source")} if run else {}

@@ -55,8 +55,8 @@ class Pipeline:
         recorded = predictor.feature_specs
         where = predictor.loaded.path
         if not recorded:
-            raise PredictError(f"checkpoint {where} records no extractor settings (an old checkpoint whose feature "
-                               "store is gone): it can classify features (predict_features), not videos")
+            raise PredictError(f"checkpoint {where} records no extractor settings: it can classify features "
+                               "(predict_features), not videos")
         demo = [m for m, s in recorded.items() if (s.get("extractor") or {}).get("name") == "demo"]
         if demo:
             raise PredictError(f"checkpoint {where} was trained on vemo's synthetic demo features ({', '.join(demo)}), "

@@ -161,7 +161,7 @@ class Predictor:
         names the modality and the settings that differ). ``specs``: manifest entries per modality."""
         ours = self.feature_specs
         if not ours:
-            return  # an old checkpoint without its store: nothing to compare with
+            return  # a model that records no extractor settings: nothing to compare with
         problems = []
         for m in self.modalities:
             if m not in specs or m not in ours:

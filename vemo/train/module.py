@@ -18,9 +18,8 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from vemo.errors import ConfigError, TrainingError
-from vemo.train.metrics import per_class_f1, scalar_metrics
 from vemo.network import CHECKPOINT_FORMAT, FORMAT_KEY, FusionNetwork, check_checkpoint_format
-
+from vemo.train.metrics import per_class_f1, scalar_metrics
 
 
 class VideoClassifier(L.LightningModule):

@@ -15,7 +15,7 @@ import numpy as np
 
 from vemo.data.labels import write_labels as write_label_files
 from vemo.errors import DataError
-from vemo.io import atomic_write_bytes
+from vemo.io import write_text_if_changed
 from vemo.store.importers.features import to_matrix
 from vemo.store.importers.vemoclap import feature_dict
 from vemo.store.importers.writing import SourceVideo
@@ -91,10 +91,10 @@ def write_labels(data: Mapping[str, Any], src: Path, folder: Path, splits: Path 
     labels, problems = multi_hot_labels(data, classes, src)
     try:
         written = write_label_files(folder, labels, classes, multilabel=True, refuse_other=True)
+        if splits is not None:
+            written += _write_splits(splits, folder / "splits")
     except DataError as e:
         raise DataError(f"{e} (labels=DIR chooses another folder)") from None
-    if splits is not None:
-        written += _write_splits(splits, folder / "splits")
     return [str(p) for p in written], problems
 
 
@@ -107,16 +107,8 @@ def _write_splits(path: Path, folder: Path) -> list[Path]:
     chosen = {SPLIT_NAMES[k]: v for k, v in data.items() if k in SPLIT_NAMES} if isinstance(data, dict) else {}
     if not chosen or not all(isinstance(v, list) for v in chosen.values()):
         raise DataError(f"{path} should hold lists of video ids under trn/val/tst (or train/val/test)")
-    return [_write_once(folder / f"{name}.txt", "".join(f"{v}\n" for v in ids))
-            for name, ids in sorted(chosen.items())]
-
-
-def _write_once(path: Path, text: str) -> Path:
-    """Write ``path`` atomically; an existing file with other content is refused, not overwritten."""
-    if path.exists():
-        if path.read_text(encoding="utf-8") == text:
-            return path
-        raise DataError(f"{path} already exists with other content; remove it or choose another "
-                        "folder with labels=DIR")
-    atomic_write_bytes(path, text.encode("utf-8"))
-    return path
+    written = []
+    for name, ids in sorted(chosen.items()):
+        written.append(folder / f"{name}.txt")
+        write_text_if_changed(written[-1], "".join(f"{v}\n" for v in ids), refuse_other=True)
+    return written
