@@ -140,6 +140,13 @@ class VideoClassifier(L.LightningModule):
                 self.test_confusion.update(probs, target)
         return loss
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        # batches are built on the CPU: training there, Lightning's generic walk over the batch
+        # (a tenth of a short trial's time) moves nothing, so it is skipped
+        if device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
