@@ -64,11 +64,24 @@ def _speech(text: str, seconds: float, rate: int):
     return (track + noise).astype(np.float32)
 
 
-def talk_clip(cache: Path, seconds: float, size: tuple[int, int], fps: int = 24) -> tuple[Path, str]:
-    """A composed talking-face clip: astronaut photo (a real face), captions, speech throughout."""
-    path = cache / f"bench-predict-v{CLIP_VERSION}" / f"talk-{seconds:g}s-{size[0]}x{size[1]}.mp4"
-    what = (f"composed talking-face clip: scikit-image astronaut photo drifting, title + 4 captions, "
-            f"espeak-ng speech for all {seconds:g} s")
+def subtitle_lines(text: str, words_per_line: int = 7) -> list[str]:
+    words = text.split()
+    return [" ".join(words[k:k + words_per_line]) for k in range(0, len(words), words_per_line)]
+
+
+def talk_clip(cache: Path, seconds: float, size: tuple[int, int], fps: int = 24, gop: int | None = None,
+              subtitles: bool = False, preset: str = "superfast") -> tuple[Path, str]:
+    """A composed talking-face clip: astronaut photo (a real face), captions, speech throughout.
+
+    ``gop``: frames between keyframes (None: x264's default); ``subtitles``: the spoken text as
+    subtitles changing every 2.5 s (7 words, the pace of the speech), as broadcast footage has."""
+    name = f"talk-{seconds:g}s-{size[0]}x{size[1]}"
+    if (fps, gop, subtitles, preset) != (24, None, False, "superfast"):  # bench_predict's clip keeps its name
+        name += f"-{fps}fps-g{gop or 'auto'}{'-subs' if subtitles else ''}-{preset}"
+    path = cache / f"bench-predict-v{CLIP_VERSION}" / f"{name}.mp4"
+    what = (f"composed talking-face clip: scikit-image astronaut photo drifting, title + 4 captions"
+            f"{' + subtitles' if subtitles else ''}, espeak-ng speech for all {seconds:g} s"
+            f"{f', keyframe every {gop} frames' if gop else ''}")
     if path.is_file():
         return path, what
     log(f"composing the {seconds:g} s talking-face clip (once) ...")
@@ -92,11 +105,14 @@ def talk_clip(cache: Path, seconds: float, size: tuple[int, int], fps: int = 24)
         return ImageFont.truetype(font_file, px) if font_file else ImageFont.load_default(size=px)
 
     title_font, caption_font = font(max(10, h // 14)), font(max(10, h // 11))
+    subtitle_font = font(max(10, h // 18))
+    lines = subtitle_lines(TALK_TEXT)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.mp4")
     path.parent.mkdir(parents=True, exist_ok=True)
     n_frames = int(round(seconds * fps))
     with av.open(str(tmp), "w", format="mp4") as container:
-        video = container.add_stream("libx264", rate=fps, options={"preset": "superfast", "crf": "23"})
+        options = {"preset": preset, "crf": "23", **({"g": str(gop), "keyint_min": str(gop)} if gop else {})}
+        video = container.add_stream("libx264", rate=fps, options=options)
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
         sound = container.add_stream("aac", rate=rate, layout="mono")
         sent = 0
@@ -111,6 +127,9 @@ def talk_clip(cache: Path, seconds: float, size: tuple[int, int], fps: int = 24)
             caption = CAPTIONS[min(len(CAPTIONS) - 1, int(t // (seconds / len(CAPTIONS))))]
             draw.text((int(0.03 * w), int(0.80 * h)), caption, font=caption_font, fill=(255, 255, 255))
             draw.text((int(0.62 * w), int(0.06 * h)), TITLE, font=title_font, fill=(240, 240, 200))
+            if subtitles:  # white with a black outline, centred above the caption bar
+                draw.text((w // 2, int(0.74 * h)), lines[int(t // 2.5) % len(lines)], font=subtitle_font,
+                          fill=(255, 255, 255), anchor="ms", stroke_width=max(1, h // 240), stroke_fill=(0, 0, 0))
             container.mux(video.encode(av.VideoFrame.from_ndarray(np.asarray(frame), format="rgb24")))
             until = min(len(audio), int((i + 1) / fps * rate))
             while sent < until:

@@ -2,10 +2,13 @@
 
 The real-time factor (RTF) is seconds of video processed per wall-clock second: 6x means an hour of
 video takes ten minutes. Videos are generated demo clips (speech, on-screen text, colours, sounds;
-``vemo.demo.videos``) unless ``--videos DIR`` points at your own.
+``vemo.demo.videos``), or with ``--clips footage`` composed clips that behave like real footage
+(1080p to 360p, long-GOP H.264, a real face on every frame, speech throughout, subtitles), or any
+folder of your own videos with ``--videos DIR``.
 
     python benchmarks/bench_extract.py                 # 24 clips of 5 s at 640x360, 24 fps
     python benchmarks/bench_extract.py --quick         # smoke run
+    python benchmarks/bench_extract.py --clips footage # 4 footage-like clips, 105 s in all
     python benchmarks/bench_extract.py --videos ~/clips --profile offline
 
 Three measurements, each repeated (median reported):
@@ -35,7 +38,11 @@ from _common import log, mib, print_header, print_table, rss_peak  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--videos", type=Path, default=None, help="a folder of your own videos (default: generate demo clips)")
+    p.add_argument("--videos", type=Path, default=None, help="a folder of your own videos (default: generate clips)")
+    p.add_argument("--clips", choices=("demo", "footage"), default="demo",
+                   help="generated clips without --videos: demo (vemo.demo.videos) or footage (like real videos)")
+    p.add_argument("--cache-dir", type=Path, default=Path("~/.cache/vemo"),
+                   help="where --clips footage keeps its clips, composed once (default ~/.cache/vemo)")
     p.add_argument("--num-videos", type=int, default=None, help="demo clips to generate (default 24; 12 with --quick)")
     p.add_argument("--seconds", type=float, default=5.0, help="length of each demo clip (default 5)")
     p.add_argument("--size", default="640x360", help="demo clip size (default 640x360)")
@@ -64,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     print_header("feature extraction: real-time factors", threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="vemo-bench-extract-") as tmp:
         folder = args.videos
-        if folder is None:
+        if folder is None and args.clips == "footage":
+            folder = footage_folder(args.cache_dir.expanduser(), Path(tmp) / "footage")
+        elif folder is None:
             from vemo.demo.videos import generate_demo_videos
             width, height = (int(x) for x in args.size.split("x"))
             log(f"generating {args.num_videos} demo clips of {args.seconds:g} s at {args.size}, {args.fps} fps ...")
@@ -72,6 +81,34 @@ def main(argv: list[str] | None = None) -> int:
                                  size=(width, height), fps=args.fps, progress=False)
             folder = Path(tmp) / "demo" / "videos"
         return run(args, folder, Path(tmp))
+
+
+# what real footage has and the demo clips lack: sizes from phone to broadcast, long GOPs (a keyframe
+# every ~8 s: decoding cannot seek to a sampled frame cheaply), a face on every frame, speech that never
+# stops, subtitles changing every 2.5 s; preset medium, as a camera or an editor would write it
+FOOTAGE = [  # (seconds, width, height)
+    (20, 1920, 1080),
+    (30, 1280, 720),
+    (40, 854, 480),
+    (15, 640, 360),
+]
+FOOTAGE_FPS, FOOTAGE_GOP = 30, 250
+
+
+def footage_folder(cache: Path, folder: Path) -> Path:
+    """The footage-like clips (composed once under ``cache``), copied into ``folder``."""
+    import shutil
+
+    from _predict_clips import talk_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seconds, width, height in FOOTAGE:
+        path, what = talk_clip(cache, seconds, (width, height), fps=FOOTAGE_FPS, gop=FOOTAGE_GOP,
+                               subtitles=True, preset="medium")
+        shutil.copy(path, folder / path.name)
+    print(f"clips     : {what.split(':')[0]}s at {', '.join(f'{w}x{h} ({s} s)' for s, w, h in FOOTAGE)}, "
+          f"{FOOTAGE_FPS} fps, a keyframe every {FOOTAGE_GOP} frames, subtitles")
+    return folder
 
 
 def whole_profile(args: argparse.Namespace, folder: Path, tmp: Path, repeat: int) -> dict:

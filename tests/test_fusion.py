@@ -280,3 +280,38 @@ def test_crossattn_modalities_never_attend_to_themselves():
     other = modality[:, None] != modality[None, :]
     real = torch.cat([masks[m] for m in sorted(LENGTHS)], dim=1)
     assert torch.equal(allowed[:, :, 1:], other[None] & real[:, None, :])
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_drops_at_rate_p_and_keeps_the_mean(p):
+    """The heads' CPU dropout drops each element with probability p (independently, in every
+    position: one random number gives three elements) and scales the rest by 1 / (1 - p), like
+    nn.Dropout; in eval mode it changes nothing."""
+    from vemo.fusion.dropout import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(p)
+    x = torch.ones(300, 1001)  # not a multiple of three elements
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    for offset in range(3):  # each of a random number's three elements is dropped at rate p
+        assert abs(kept.flatten()[offset::3].float().mean().item() - (1 - p)) < 0.01
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.equal(layer.eval()(x), x)
+
+
+def test_cpu_dropout_repeats_under_a_seed_and_masks_gradients():
+    from vemo.fusion.dropout import Dropout
+
+    layer = Dropout(0.3)
+    x = torch.randn(4, 7, 16, requires_grad=True)
+    torch.manual_seed(5)
+    first = layer(x)
+    torch.manual_seed(5)
+    assert torch.equal(first, layer(x))
+    first.sum().backward()
+    assert torch.equal(x.grad == 0, first.detach() == 0)  # a dropped element gets no gradient
+    half = Dropout(0.3)(torch.ones(64, 64, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and abs((half != 0).float().mean().item() - 0.7) < 0.03

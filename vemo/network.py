@@ -17,6 +17,7 @@ from torch import Tensor, nn
 import vemo.fusion
 from vemo.errors import VemoError
 from vemo.fusion import fusion_options
+from vemo.fusion.dropout import Dropout
 
 # the hyperparameters that shape the network (the rest of a checkpoint's are about training)
 NETWORK_HPARAMS = ("modality_dims", "classes", "fusion", "multilabel", "d_model", "proj_dropout",
@@ -81,12 +82,12 @@ def build_parts(modality_dims: Mapping[str, int], classes: Sequence[str], fusion
     normalizer = Standardizer({m: int(modality_dims[m]) for m in modalities})
     proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(int(modality_dims[m]), d_model),
                                            nn.LayerNorm(d_model) if proj_norm else nn.Identity(),
-                                           nn.Dropout(proj_dropout)) for m in modalities})
+                                           Dropout(proj_dropout)) for m in modalities})
     name, options = fusion_options(fusion)
     head = vemo.fusion.create(name, modalities=modalities, d_model=d_model, **options)
     if classifier_hidden:
         classifier = nn.Sequential(nn.LayerNorm(head.out_dim), nn.Linear(head.out_dim, classifier_hidden), nn.GELU(),
-                                   nn.Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
+                                   Dropout(classifier_dropout), nn.Linear(classifier_hidden, num_classes))
     else:
         classifier = nn.Sequential(nn.Linear(head.out_dim, num_classes))
     parts = {"normalizer": normalizer, "proj": proj, "fusion": head, "classifier": classifier}

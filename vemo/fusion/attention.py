@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vemo.fusion.dropout import Dropout
+
 
 class MaskedSelfAttentionLayer(nn.Module):
     """Pre-norm multi-head attention then a feed-forward layer, over one token sequence.
@@ -29,9 +31,9 @@ class MaskedSelfAttentionLayer(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.norm_ff = nn.LayerNorm(d_model)
         act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), act, nn.Dropout(dropout),
-                                nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
-        self.dropout = nn.Dropout(dropout)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_mult * d_model), act, Dropout(dropout),
+                                nn.Linear(ff_mult * d_model, d_model), Dropout(dropout))
+        self.dropout = Dropout(dropout)
         self.attn_dropout = dropout
 
     def _heads(self, t: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from vemo.fusion.base import FusionHead, pooled_with_missing
+from vemo.fusion.dropout import Dropout
 
 
 class ConcatMLPFusion(FusionHead):
@@ -17,7 +18,7 @@ class ConcatMLPFusion(FusionHead):
         layers: list[nn.Module] = []
         width = d_model * len(self.modalities)
         for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, hidden), nn.GELU(), Dropout(dropout)]
             width = hidden
         self.mlp = nn.Sequential(*layers)
         self.out_dim = width

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from vemo.fusion.attention import MaskedSelfAttentionLayer, sinusoidal_positions
 from vemo.fusion.base import FusionHead
+from vemo.fusion.dropout import Dropout
 
 __all__ = ["CrossAttentionFusion"]
 
@@ -36,11 +37,11 @@ class ModalityAttentionLayer(nn.Module):
         self.qkv = nn.ModuleList(nn.Linear(d_model, 3 * d_model) for _ in range(n))
         self.out = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n))
         self.norm_ff = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n))
-        self.ff = nn.ModuleList(nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(), nn.Dropout(dropout),
-                                              nn.Linear(ff_mult * d_model, d_model), nn.Dropout(dropout))
+        self.ff = nn.ModuleList(nn.Sequential(nn.Linear(d_model, ff_mult * d_model), nn.GELU(), Dropout(dropout),
+                                              nn.Linear(ff_mult * d_model, d_model), Dropout(dropout))
                                 for _ in range(n))
         self.null_kv = nn.Parameter(torch.randn(2, d_model) * 0.02)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.attn_dropout = dropout
 
     def forward(self, xs: list[Tensor], allowed: Tensor) -> list[Tensor]:

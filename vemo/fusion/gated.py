@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vemo.fusion.base import FusionHead, pooled_with_missing
+from vemo.fusion.dropout import Dropout
 
 
 class GatedFusion(FusionHead):
@@ -21,7 +22,7 @@ class GatedFusion(FusionHead):
         self.missing = nn.Parameter(torch.zeros(n, d_model))
         self.candidates = nn.ModuleList(nn.Linear(d_model, hidden) for _ in range(n))
         self.gate = nn.Linear(n * d_model, n * hidden)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.hidden = hidden
         self.out_dim = hidden
         self.last_gates: Tensor | None = None  # [B, n_modalities, hidden], detached

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vemo.fusion.base import FusionHead, masked_mean, pooled_with_missing
+from vemo.fusion.dropout import Dropout
 
 # vemo's modalities that hold one vector per video (the extractors' "vector" kind)
 VECTOR_MODALITIES = ("caption", "ocr", "speech", "text")
@@ -63,7 +64,7 @@ class PairwiseCrossAttentionFusion(FusionHead):
         self.pair_norm_weight = nn.Parameter(torch.ones(p, d_model))
         self.pair_norm_bias = nn.Parameter(torch.zeros(p, d_model))
         self.missing = nn.Parameter(torch.zeros(max(1, len(self.vectors)), d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.attn_dropout = dropout
         self.out_dim = d_model * (len(self.vectors) + p)
         # the query-side outputs come grouped by query modality: where each pair's queries are
