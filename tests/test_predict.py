@@ -188,6 +188,46 @@ def test_a_video_is_classified_as_its_stored_features_are(video_model, video_pre
 
 
 @pytest.mark.slow
+def test_loading_in_background_gives_the_same_prediction(video_model, video_predictor):
+    """python -m vemo.predict on one video decodes while the models load in a background thread
+    (no warm-up runs): the same answer as a predictor whose models were loaded first."""
+    run_dir, root = video_model
+    _, clip = demo_clip(root)
+    eager = video_predictor.predict(clip)
+    fresh = Predictor.from_checkpoint(run_dir)
+    try:
+        background = fresh.predict(clip, load_in_background=True)
+        pipe = fresh.pipeline()
+        assert pipe.loading is None and pipe.load_seconds > 0  # every load was waited for
+        assert all(ex._ready for ex in pipe.extractors.values())
+        again = fresh.predict(clip)
+    finally:
+        fresh.close()
+    assert background.states == eager.states
+    np.testing.assert_allclose(background.probs, eager.probs, atol=1e-6)
+    np.testing.assert_allclose(again.probs, eager.probs, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_to_load_in_the_background_is_named(video_model, video_predictor, monkeypatch):
+    from vemo.errors import VemoError
+
+    run_dir, root = video_model
+    _, clip = demo_clip(root)
+    frames_class = type(video_predictor.pipeline().extractors["frames"])
+
+    def broken(self):
+        raise OSError("the weights file is gone")
+    monkeypatch.setattr(frames_class, "load", broken)
+    fresh = Predictor.from_checkpoint(run_dir)
+    try:
+        with pytest.raises(VemoError, match=r"extract\.extractors\.frames .*the weights file is gone"):
+            fresh.predict(clip, load_in_background=True)
+    finally:
+        fresh.close()
+
+
+@pytest.mark.slow
 def test_contribution_is_the_drop_when_a_modality_is_masked(video_model, video_predictor):
     _, root = video_model
     vid, _ = demo_clip(root)

@@ -10,6 +10,7 @@ load their models once, lazily, the first time ``extract`` runs in a process.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -90,7 +91,9 @@ class Extractor:
     def __init__(self, device: str = "cpu", batch_size: int = 64):
         self.device = device
         self.batch_size = int(batch_size)
-        self._loaded = False
+        self._loaded = False   # load() has run (warm-up may still be running)
+        self._ready = False    # loaded and warmed up
+        self._load_lock = threading.RLock()
 
     # -- identity -------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -128,16 +131,28 @@ class Extractor:
         """Load the models (once per process). Called by ``ensure_loaded``."""
         raise NotImplementedError
 
+    # False: no warm-up run after loading. A process that classifies one video and exits gains
+    # nothing from it: the video pays the same first-call costs the warm-up would have.
+    warm_up_on_load = True
+
     # False: a text encoder loads on the first text instead of during warm-up (prediction of one video
     # without speech or on-screen text then never loads it, about 5 s of a cold start)
     warm_text_encoder = True
 
     def ensure_loaded(self) -> None:
-        if not self._loaded:
+        """Load and warm up once. Thread-safe: prediction loads extractors in a background thread
+        while it decodes, and an extractor needed before its turn waits for (or does) its own load."""
+        if self._ready:
+            return
+        with self._load_lock:
+            if self._loaded:  # done, or this thread's own warm-up calling extract()
+                return
             self.check_packages()
             self.load()
             self._loaded = True
-            self.warm_up()
+            if self.warm_up_on_load:
+                self.warm_up()
+            self._ready = True
 
     def warm_up(self) -> None:
         """Run once on a synthetic clip so that one-time costs (ONNX memory planning, first-call

@@ -118,10 +118,15 @@ def _predict(cfg: DictConfig, videos: list[Any], out: Path, text: bool, say) -> 
                disable=len(videos) == 1)
     try:
         # one video decodes in this process (no worker start-up); several stream through workers
-        workers = 0 if len(videos) == 1 else int(cfg.decode_workers)
-        stream = predictor.predict_many([v.path for v in videos], ids=[v.id for v in videos],
-                                        video_batch=int(cfg.video_batch), decode_workers=workers,
-                                        explain=bool(cfg.explain))
+        if len(videos) == 1:
+            # one video: its audio extractors start while the frames decode, and the models load
+            # in the background while it decodes (the same features as the batched path)
+            stream = iter([predictor.predict(videos[0].path, id=videos[0].id, explain=bool(cfg.explain),
+                                             load_in_background=True)])
+        else:
+            stream = predictor.predict_many([v.path for v in videos], ids=[v.id for v in videos],
+                                            video_batch=int(cfg.video_batch), decode_workers=int(cfg.decode_workers),
+                                            explain=bool(cfg.explain))
         for prediction in stream:
             files: dict[str, Path] = {}
             if plots and prediction.ok:
@@ -172,10 +177,16 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    from vemo.cli import exit_now
+
     videos, rest = split_arguments(sys.argv[1:])
     _POSITIONAL[:] = videos
     sys.argv = [sys.argv[0], *rest]
-    run_command(_hydra_main, "predict", rest)
+    try:
+        run_command(_hydra_main, "predict", rest)
+    except SystemExit as e:
+        exit_now(e.code)
+    exit_now(0)
 
 
 if __name__ == "__main__":

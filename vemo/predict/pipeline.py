@@ -43,13 +43,23 @@ class Pipeline:
     specs: dict[str, Any]  # ModalitySpec per modality
     pool: Any              # ExtractorPool
     load_seconds: float
+    # background loading (``build(background=True)``): one future per extractor, until all are waited for
+    loading: dict[str, Any] | None = None
+    loader: Any = None     # the ThreadPoolExecutor that loads them
+    load_started: float = 0.0
 
     @classmethod
-    def build(cls, predictor: Predictor, text_on_first_use: bool = True) -> "Pipeline":
+    def build(cls, predictor: Predictor, text_on_first_use: bool = True, background: bool = False) -> "Pipeline":
         """``text_on_first_use``: a text encoder loads on the first text, not now (see
-        ``load_extractors``); a server that must answer its first request fast passes False."""
+        ``load_extractors``); a server that must answer its first request fast passes False.
+
+        ``background``: return at once; one thread loads the models, the audio extractors first,
+        while the caller decodes. Each extractor is waited for when it is first run, and a model
+        that fails to load raises then. Without warm-up runs: the first video pays the first-call
+        costs they would have paid, so a process that classifies one video saves their time."""
         from vemo.extract.jobs import DecodeSettings, decode_settings_for
-        from vemo.extract.pool import ExtractorPool, configure_threads, load_extractors, share_sources
+        from vemo.extract.pool import (ExtractorPool, configure_threads, load_extractors, share_sources,
+                                       with_own_sources)
         from vemo.extract.records import store_specs
 
         recorded = predictor.feature_specs
@@ -89,8 +99,42 @@ class Pipeline:
         specs = store_specs(extractors, decode)
         predictor.check_feature_specs(specs, where="the extractors available here")
         concurrent = configure_threads(extractors, predictor.threads or os.cpu_count() or 1)
-        load_extractors(extractors, text_on_first_use=text_on_first_use)
-        return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent), time.perf_counter() - started)
+        if not background:
+            load_extractors(extractors, text_on_first_use=text_on_first_use)
+            return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent),
+                       time.perf_counter() - started)
+        from concurrent.futures import ThreadPoolExecutor
+
+        import av  # noqa: F401 - the caller's decoding needs it: imported here, not beside the loader's imports
+
+        if text_on_first_use:
+            for ex in with_own_sources(extractors):
+                ex.warm_text_encoder = False
+        for ex in with_own_sources(extractors):
+            ex.warm_up_on_load = False
+        loader = ThreadPoolExecutor(1, thread_name_prefix="vemo-load")
+        # the audio extractors first (speech is the slowest to run), a derived one last (it reads the others)
+        order = sorted(extractors, key=lambda m: (bool(extractors[m].derives_from), extractors[m].needs_frames, m))
+        loading = {m: loader.submit(extractors[m].ensure_loaded) for m in order}
+        return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent), 0.0, loading, loader, started)
+
+    def wait_loaded(self, modalities: Any = None) -> None:
+        """Wait for the background loading of ``modalities`` (None: all); a load that failed raises
+        the error ``vemo.extract`` gives for it. Without background loading: nothing to wait for."""
+        from vemo.extract.pool import model_errors
+
+        if self.loading is None:
+            return
+        for m in list(self.loading if modalities is None else modalities):
+            future = self.loading.get(m)
+            if future is None:
+                continue
+            with model_errors(m, type(self.extractors[m]).__name__):
+                future.result()
+        if all(f.done() and f.exception() is None for f in self.loading.values()):
+            self.load_seconds = time.perf_counter() - self.load_started
+            self.loading = None
+            self.loader.shutdown(wait=True)
 
     def extract_one(self, path: Path, video_id: str) -> ExtractedVideo:
         """One video with the least wait: the audio is decoded first (a few hundredths of a second)
@@ -108,26 +152,32 @@ class Pipeline:
         listening = {m: ex for m, ex in direct.items() if not ex.needs_frames}
         looking = {m: ex for m, ex in direct.items() if ex.needs_frames}
         if not listening or not looking or not self.decode.need_frames:
-            return self.extract([DecodeDataset([job], self.decode, hash_files=False)[0]])[0]
+            item = DecodeDataset([job], self.decode, hash_files=False)[0]  # decoded while the models load
+            return self.extract([item])[0]
         started = time.perf_counter()
         audio_item = DecodeDataset([job], replace(self.decode, need_frames=False), hash_files=False)[0]
         if audio_item.video is None:  # not decodable at all: no need to try the frames
             return self.extract([audio_item])[0]
+        def listen() -> dict[str, Any]:
+            self.wait_loaded(listening)
+            return {m: run_extractor(ex, [audio_item.video])[0] for m, ex in listening.items()}
+
         with ThreadPoolExecutor(1) as background:
-            heard = background.submit(lambda: {m: run_extractor(ex, [audio_item.video])[0]
-                                               for m, ex in listening.items()})
+            heard = background.submit(listen)
             # the whole decode, as vemo.extract does it (its audio again: hundredths of a second), so
             # duration, notes and audio are exactly those of the batched path
             item = DecodeDataset([job], self.decode, hash_files=False)[0]
             decode_seconds = time.perf_counter() - started
             seen: dict[str, Any] = {}
             if item.video is not None:
+                self.wait_loaded(looking)
                 pool = ExtractorPool(looking, max(1, self.pool.concurrent - 1))
                 try:
                     seen = {m: out[0] for m, out in pool.run([item.video]).items()}
                 finally:
                     pool.close()
             results = {**heard.result(), **seen}
+            self.wait_loaded()
             if item.video is not None:
                 for m, ex in derived.items():  # after the others: they read their results
                     results[m] = run_derived(ex, [item.video], {n: [r] for n, r in results.items()})[0]
@@ -144,6 +194,7 @@ class Pipeline:
 
         videos = [item.video for item in batch if item.video is not None]
         started = time.perf_counter()
+        self.wait_loaded()
         per_modality = results if results is not None else self.pool.run(videos)
         if extract_seconds is None:
             extract_seconds = time.perf_counter() - started

@@ -228,19 +228,26 @@ class Predictor:
         return prediction
 
     # ---------------------------------------------------------------- videos
-    def pipeline(self, text_on_first_use: bool = True) -> Pipeline:
+    def pipeline(self, text_on_first_use: bool = True, background: bool = False) -> Pipeline:
         """The extractors this checkpoint was trained with, built, checked and loaded (once).
-        ``text_on_first_use=False`` loads the text encoders now too (otherwise: on the first text)."""
+        ``text_on_first_use=False`` loads the text encoders now too (otherwise: on the first text).
+        ``background=True`` returns at once and loads the models in a background thread, without
+        warm-up runs (see ``Pipeline.build``)."""
         if self._pipeline is None:
-            self._pipeline = Pipeline.build(self, text_on_first_use=text_on_first_use)
+            self._pipeline = Pipeline.build(self, text_on_first_use=text_on_first_use, background=background)
         return self._pipeline
 
-    def predict(self, video: str | os.PathLike, *, id: str | None = None, explain: bool = True) -> Prediction:
-        """Decode, extract with the checkpoint's extractors, classify, and gather the evidence."""
+    def predict(self, video: str | os.PathLike, *, id: str | None = None, explain: bool = True,
+                load_in_background: bool = False) -> Prediction:
+        """Decode, extract with the checkpoint's extractors, classify, and gather the evidence.
+
+        ``load_in_background``: on the first call, decode while the models load (a command that
+        classifies one video and exits starts sooner); later calls are unaffected."""
         path = Path(video).expanduser()
         if not path.is_file():
             raise PredictError(f"{path}: no such video file")
-        return self._classify(self.pipeline().extract_one(path, id or path.stem), explain)
+        return self._classify(self.pipeline(background=load_in_background).extract_one(path, id or path.stem),
+                              explain)
 
     def predict_many(self, videos: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
                      video_batch: int = 8, decode_workers: int = 1, explain: bool = True) -> Iterator[Prediction]:
@@ -293,4 +300,6 @@ class Predictor:
     def close(self) -> None:
         if self._pipeline is not None:
             self._pipeline.pool.close()
+            if self._pipeline.loader is not None:
+                self._pipeline.loader.shutdown(wait=True)
             self._pipeline = None
