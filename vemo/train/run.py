@@ -32,7 +32,9 @@ log = logging.getLogger("vemo.train")
 
 # Lightning notes that say nothing here: the run folder already holds Hydra's record when the CSV
 # logger starts (nothing is deleted), and a deprecation inside Lightning itself
-QUIET_WARNINGS = (r".*Experiment logs directory .* exists and is not empty.*", r".*isinstance\(treespec, LeafSpec\).*")
+QUIET_WARNINGS = (r".*Experiment logs directory .* exists and is not empty.*", r".*isinstance\(treespec, LeafSpec\).*",
+                  # the module's transfer_batch_to_device is meant to win over the DataModule's
+                  r".*overridden `transfer_batch_to_device` in `LightningModule`.*")
 
 
 def build_datamodule(cfg: DictConfig) -> L.LightningDataModule:
