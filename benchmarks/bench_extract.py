@@ -101,6 +101,9 @@ def footage_folder(cache: Path, folder: Path) -> Path:
 
     from _predict_clips import talk_clip
 
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("--clips footage speaks its clips with espeak-ng, which is not installed "
+                         "(apt-get install espeak-ng)")
     folder.mkdir(parents=True, exist_ok=True)
     for seconds, width, height in FOOTAGE:
         path, what = talk_clip(cache, seconds, (width, height), fps=FOOTAGE_FPS, gop=FOOTAGE_GOP,

@@ -199,6 +199,7 @@ def test_loading_in_background_gives_the_same_prediction(video_model, video_pred
         background = fresh.predict(clip, load_in_background=True)
         pipe = fresh.pipeline()
         assert pipe.loading is None and pipe.load_seconds > 0  # every load was waited for
+        assert not any(ex.warm_up_on_load for ex in pipe.extractors.values())  # the background path ran
         assert all(ex._ready for ex in pipe.extractors.values())
         again = fresh.predict(clip)
     finally:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from vemo.errors import VemoError, first_line
 
@@ -160,7 +160,7 @@ def check_overrides(config_name: str, argv: Sequence[str]) -> None:
         load_config(list(argv), config_name=config_name)
 
 
-def exit_now(code: object = 0) -> None:
+def exit_now(code: object = 0) -> NoReturn:
     """End a command that has written everything: run the exit handlers, flush the streams and the
     log files, then leave without the rest of the interpreter's teardown (freeing every module and
     object, which for a process holding torch, onnxruntime and CTranslate2 models takes over a

@@ -117,10 +117,10 @@ def _predict(cfg: DictConfig, videos: list[Any], out: Path, text: bool, say) -> 
     bar = tqdm(total=len(videos), desc="predicting", unit="video", file=sys.stderr, dynamic_ncols=True,
                disable=len(videos) == 1)
     try:
-        # one video decodes in this process (no worker start-up); several stream through workers
         if len(videos) == 1:
-            # one video: its audio extractors start while the frames decode, and the models load
-            # in the background while it decodes (the same features as the batched path)
+            # one video decodes in this process (no worker start-up) while the models load in the
+            # background, its audio extractors starting before the frames are decoded (the same
+            # features as the batched path); several videos stream through decoding workers
             stream = iter([predictor.predict(videos[0].path, id=videos[0].id, explain=bool(cfg.explain),
                                              load_in_background=True)])
         else:

@@ -54,7 +54,7 @@ class Pipeline:
         ``load_extractors``); a server that must answer its first request fast passes False.
 
         ``background``: return at once; one thread loads the models, the audio extractors first,
-        while the caller decodes. Each extractor is waited for when it is first run, and a model
+        while the caller decodes (text encoders load on the first text, whatever ``text_on_first_use``). Each extractor is waited for when it is first run, and a model
         that fails to load raises then. Without warm-up runs: the first video pays the first-call
         costs they would have paid, so a process that classifies one video saves their time."""
         from vemo.extract.jobs import DecodeSettings, decode_settings_for
@@ -107,10 +107,7 @@ class Pipeline:
 
         import av  # noqa: F401 - the caller's decoding needs it: imported here, not beside the loader's imports
 
-        if text_on_first_use:
-            for ex in with_own_sources(extractors):
-                ex.warm_text_encoder = False
-        for ex in with_own_sources(extractors):
+        for ex in with_own_sources(extractors):  # no warm-up run, so text encoders load on the first text too
             ex.warm_up_on_load = False
         loader = ThreadPoolExecutor(1, thread_name_prefix="vemo-load")
         # the audio extractors first (speech is the slowest to run), a derived one last (it reads the others)
@@ -158,6 +155,7 @@ class Pipeline:
         audio_item = DecodeDataset([job], replace(self.decode, need_frames=False), hash_files=False)[0]
         if audio_item.video is None:  # not decodable at all: no need to try the frames
             return self.extract([audio_item])[0]
+
         def listen() -> dict[str, Any]:
             self.wait_loaded(listening)
             return {m: run_extractor(ex, [audio_item.video])[0] for m, ex in listening.items()}
