@@ -433,6 +433,28 @@ def test_workers_yield_the_same_batches(dm_store):
     assert not _same_batches(serial[0], serial[1])  # epochs differ, so the comparison means something
 
 
+def test_whole_batches_equal_collated_items(dm_store):
+    """Loaders read whole batches (__getitems__, gathered across shards); they must be exactly the
+    collated items of __getitem__, random subsampling and modality dropout included."""
+    dm = _dm(dm_store, max_len=4, modality_dropout=0.4, seed=5, batch_size=8)
+    train = dm.datasets["train"]
+    for epoch in range(2):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        keys = list(loader.sampler)
+        first = train.positions[[i for i, _ in keys[:8]]]
+        assert len(set(FeatureStore(dm_store).spans(first, "frames")[0])) > 1  # a batch straddles shards
+        batches = list(loader)
+        items = [collate([train[k] for k in keys[i: i + 8]]) for i in range(0, len(keys), 8)]
+        assert _same_batches(batches, items)
+    val = dm.datasets["val"]
+    assert _same_batches(list(dm.val_dataloader()),
+                         [collate([val[i] for i in range(j, min(j + 8, len(val)))]) for j in range(0, len(val), 8)])
+    # padding stays zero and every masked-in token is a stored one (frames[:, 0] is its index)
+    batch = batches[0]
+    assert torch.count_nonzero(batch["features"]["frames"][~batch["masks"]["frames"]]) == 0
+
+
 def test_loader_batches_follow_the_contract(dm_store):
     dm = _dm(dm_store, batch_size=8)
     batch = next(iter(dm.train_dataloader()))

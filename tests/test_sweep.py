@@ -564,6 +564,20 @@ def test_a_bad_setting_is_refused_naming_the_option(kind, changes, message, swee
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_trials_draw_no_plots_unless_asked_and_their_command_says_so(sweep_configs):
+    from vemo.sweep.settings import resolve_settings, shared_overrides
+    cfg = sweep_configs["ablation"].copy()
+    assert "plots=false" in shared_overrides(resolve_settings(cfg))  # the default: the report's plots only
+    with open_dict(cfg):
+        cfg.trial_plots = True
+    overrides = shared_overrides(resolve_settings(cfg))
+    assert not any(o.startswith("plots=") for o in overrides)
+    with open_dict(cfg):
+        cfg.trial_plots = "yes"
+    with pytest.raises(ConfigError, match="trial_plots"):
+        resolve_settings(cfg)
+
+
 COMMAND_ERRORS = [  # (command line, what the message says, exit code)
     (["n_jobs=0"], "n_jobs must be a positive integer, got 0", 1),
     (["sweep.heads=[nope]"], "sweep.heads: nope: the trials' training config does not compose", 1),

@@ -7,7 +7,9 @@ import numpy as np
 import torch
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+def collate(items: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(items, dict):  # already a batch: a dataset's __getitems__ built it
+        return items
     features, masks = {}, {}
     for m in items[0]["features"]:
         seqs = [it["features"][m] for it in items]

@@ -119,6 +119,26 @@ class FeatureStore:
         offsets = self._offsets[(k, modality)]
         return self._data(k, modality)[offsets[row]:offsets[row + 1]]
 
+    def spans(self, positions: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where the given videos' ``modality`` tokens lie: (shard, first row, token count) per
+        position, so a batch is gathered with one indexing per shard instead of one slice per video."""
+        if modality not in self.modalities:
+            raise KeyError(f"unknown modality {modality!r}; this store has "
+                           f"{', '.join(sorted(self.modalities))}")
+        positions = np.asarray(positions, dtype=np.int64)
+        shards, rows = self._shard_of[positions], self._row_of[positions]
+        starts, counts = np.empty(len(positions), np.int64), np.empty(len(positions), np.int64)
+        for k in np.unique(shards):
+            sel = shards == k
+            off = self._offsets[(int(k), modality)]
+            starts[sel] = off[rows[sel]]
+            counts[sel] = off[rows[sel] + 1] - starts[sel]
+        return shards, starts, counts
+
+    def gather(self, shard: int, modality: str, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` of one shard's ``modality`` array, as one copy (``[len(rows), D]``)."""
+        return self._data(int(shard), modality)[rows]
+
     def lengths(self, modality: str) -> np.ndarray:
         """Number of tokens per ok video, in ``ids`` order, without touching the data arrays."""
         out = np.empty(len(self.ids), dtype=np.int64)

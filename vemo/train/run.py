@@ -168,9 +168,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[L.Callback] = ()) -> dict[s
         "resumed_from": str(ckpt_path) if ckpt_path else None,
     })
     atomic_write_json(run_dir / "metrics.json", results)  # sweeps and reports read it
-    if cfg.get("plots", True):
-        write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, loggers, reliability_curves,
-                    calibration["temperature"])
+    made = (write_plots(run_dir, model, dm, cfg.monitor, cfg.monitor_mode, reliability_curves,
+                        calibration["temperature"]) if cfg.get("plots", True) else [])
+    log_to_wandb(loggers, made, model, dm)
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             lg.experiment.finish()  # flush now, so the run folder is the last thing printed
@@ -195,10 +195,8 @@ def summary_line(results: dict[str, Any]) -> str:
     return "  ".join(parts) or "no metrics (no validation score was recorded)"
 
 
-def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list[Any],
-                reliability_curves: dict | None = None, temperature: float = 1.0) -> None:
-    from lightning.pytorch.loggers import WandbLogger
-
+def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, reliability_curves: dict | None = None,
+                temperature: float = 1.0) -> list[Path]:
     from vemo.train.plots import plot_confusion_matrix, plot_learning_curves, plot_reliability
 
     plots = run_dir / "plots"
@@ -209,10 +207,18 @@ def write_plots(run_dir: Path, model, dm, monitor: str, mode: str, loggers: list
         made.append(plot_confusion_matrix(model.confusion_matrix, dm.classes, plots / "confusion_matrix.png"))
     if reliability_curves:
         made.append(plot_reliability(reliability_curves, plots / "reliability.png", temperature))
+    return made
+
+
+def log_to_wandb(loggers: list[Any], plots: list[Path], model, dm) -> None:
+    """The plots drawn and the test split's per-class recall (a table, drawn or not) to W&B runs."""
+    from lightning.pytorch.loggers import WandbLogger
+
     for lg in loggers:
         if isinstance(lg, WandbLogger):
             import wandb
-            lg.experiment.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in made})
+            if plots:
+                lg.experiment.log({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots})
             if getattr(model, "confusion_matrix", None) is not None:
                 cm = model.confusion_matrix
                 rows = [[c, float(cm[i, i] / max(1, cm[i].sum())), int(cm[i].sum())]
