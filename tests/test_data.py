@@ -433,10 +433,11 @@ def test_workers_yield_the_same_batches(dm_store):
     assert not _same_batches(serial[0], serial[1])  # epochs differ, so the comparison means something
 
 
-def test_whole_batches_equal_collated_items(dm_store):
+@pytest.mark.parametrize("max_len", [4, 2])  # 2: every video has 2+ frames, so some batches have no padding
+def test_whole_batches_equal_collated_items(dm_store, max_len):
     """Loaders read whole batches (__getitems__, gathered across shards); they must be exactly the
     collated items of __getitem__, random subsampling and modality dropout included."""
-    dm = _dm(dm_store, max_len=4, modality_dropout=0.4, seed=5, batch_size=8)
+    dm = _dm(dm_store, max_len=max_len, modality_dropout=0.4, seed=5, batch_size=8)
     train = dm.datasets["train"]
     for epoch in range(2):
         loader = dm.train_dataloader()
@@ -450,6 +451,11 @@ def test_whole_batches_equal_collated_items(dm_store):
     val = dm.datasets["val"]
     assert _same_batches(list(dm.val_dataloader()),
                          [collate([val[i] for i in range(j, min(j + 8, len(val)))]) for j in range(0, len(val), 8)])
+    # videos of one shard whose frames all fill max_len: the batch needs no padding
+    store = FeatureStore(dm_store)
+    shards, _, counts = store.spans(val.positions, "frames")
+    same = [i for i in range(len(val)) if shards[i] == shards[0] and counts[i] >= max_len][:4]
+    assert len(same) > 1 and _same_batches([val.__getitems__(same)], [collate([val[i] for i in same])])
     # padding stays zero and every masked-in token is a stored one (frames[:, 0] is its index)
     batch = batches[0]
     assert torch.count_nonzero(batch["features"]["frames"][~batch["masks"]["frames"]]) == 0
