@@ -285,18 +285,18 @@ def test_crossattn_modalities_never_attend_to_themselves():
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_cpu_dropout_drops_at_rate_p_and_keeps_the_mean(p):
     """The heads' CPU dropout drops each element with probability p (independently, in every
-    position: one random number gives three elements) and scales the rest by 1 / (1 - p), like
+    position: one random number gives four elements) and scales the rest by 1 / (1 - p), like
     nn.Dropout; in eval mode it changes nothing."""
     from vemo.fusion.dropout import Dropout
 
     torch.manual_seed(0)
     layer = Dropout(p)
-    x = torch.ones(300, 1001)  # not a multiple of three elements
+    x = torch.ones(301, 1001)  # not a multiple of four elements
     y = layer(x)
     kept = y != 0
     assert abs(kept.float().mean().item() - (1 - p)) < 0.005
-    for offset in range(3):  # each of a random number's three elements is dropped at rate p
-        assert abs(kept.flatten()[offset::3].float().mean().item() - (1 - p)) < 0.01
+    for offset in range(4):  # each of a random number's four elements is dropped at rate p
+        assert abs(kept.flatten()[offset::4].float().mean().item() - (1 - p)) < 0.01
     torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
     assert abs(y.mean().item() - 1.0) < 0.01
     assert torch.equal(layer.eval()(x), x)

@@ -2,7 +2,7 @@
 
 On the CPU, ``nn.Dropout`` draws one Mersenne-Twister number per element (``bernoulli_``), which
 in vemo's small heads costs more than any layer but the matrix products (a seventh of a
-crossattn training step). This module draws one 64-bit number per three elements instead and
+crossattn training step). This module draws one 64-bit number per four elements instead and
 keeps an element when its 16 bits reach a threshold, so the drop probability is ``p`` rounded to
 1/65536 (0.1 -> 0.100006). Elements are dropped independently and survivors are scaled by
 1 / (1 - p), as ``nn.Dropout`` does; the draws come from torch's global generator, so a seeded
@@ -16,17 +16,18 @@ import torch
 from torch import Tensor, nn
 
 LEVELS = 1 << 16   # one element's share of a draw: 16 bits
-PER_DRAW = 3       # int64 random_() is uniform on [0, 2**63): three whole 16-bit fields per draw
+PER_DRAW = 4       # random_(-2**63, None) is uniform over all 64 bits: four 16-bit fields per draw
 
 
 def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """1 / (1 - p) where an element is kept, 0 where it is dropped (with probability ``p``)."""
     n = math.prod(shape)
-    fields = torch.empty(((n + PER_DRAW - 1) // PER_DRAW, 4), dtype=torch.int16, device=device)
-    fields.view(torch.int64).random_()  # the fourth field's sign bit is always 0: it is not used
+    fields = torch.empty((n + PER_DRAW - 1) // PER_DRAW, dtype=torch.int64, device=device)
+    fields.random_(-(1 << 63), None)
     threshold = round(p * LEVELS) - LEVELS // 2  # a field below it drops its element
-    # float32 holds every 16-bit integer exactly (float16 would not)
-    values = fields[:, :PER_DRAW].reshape(-1)[:n].view(shape).to(torch.float32)
+    # contiguous fields, converted by arithmetic: a strided copy or a comparison to bool costs
+    # more than the draws; float32 holds every 16-bit integer exactly (float16 would not)
+    values = fields.view(torch.int16)[:n].view(shape).to(torch.float32)
     # field - threshold + 1 is >= 1 for a kept element and <= 0 for a dropped one: clamp to {0, 1}
     return values.add_(1 - threshold).clamp_(0, 1).mul_(1.0 / (1.0 - p)).to(dtype)
 
