@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import vemo.fusion
 from vemo.errors import ConfigError
@@ -280,6 +281,33 @@ def test_crossattn_modalities_never_attend_to_themselves():
     other = modality[:, None] != modality[None, :]
     real = torch.cat([masks[m] for m in sorted(LENGTHS)], dim=1)
     assert torch.equal(allowed[:, :, 1:], other[None] & real[:, None, :])
+
+
+def test_attention_with_dropout_matches_torch_and_never_sees_masked_keys():
+    """The CPU attention with the cheap dropout mask is torch's attention when nothing is dropped;
+    with dropout, masked keys still have no influence and each weight is dropped at rate p."""
+    from vemo.fusion.attention import masked_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 5, 8, generator=g) for _ in range(3))
+    allowed = torch.rand(3, 1, 5, 5, generator=g) > 0.4
+    allowed[..., 0] = True  # every query sees one key at least
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    # p below 1/65536 rounds to dropping nothing: the same attention as torch's
+    torch.testing.assert_close(masked_attention(q, k, v, allowed, 1e-9), reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(masked_attention(q, k, v, allowed, 0.0), reference)
+    garbage_k, garbage_v = k.clone(), v.clone()
+    hidden = ~allowed.expand(3, 2, 5, 5).any(2)  # keys no query may see
+    garbage_k[hidden], garbage_v[hidden] = 1e3, -1e3
+    torch.manual_seed(3)
+    dropped = masked_attention(q, k, v, allowed, 0.5)
+    torch.manual_seed(3)
+    torch.testing.assert_close(masked_attention(q, garbage_k, garbage_v, allowed, 0.5), dropped)
+    assert not torch.allclose(dropped, reference, atol=1e-3)
+    one_key = torch.ones(1, 1, 1, 1)  # 400 queries, one key: each weight is 1 before dropout
+    out = masked_attention(torch.ones(1, 1, 400, 1), one_key, one_key, torch.ones(1, 1, 400, 1, dtype=torch.bool), 0.25)
+    assert abs((out == 0).float().mean().item() - 0.25) < 0.07
+    torch.testing.assert_close(out[out != 0], torch.full_like(out[out != 0], 1 / 0.75))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])

@@ -9,7 +9,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vemo.fusion.dropout import Dropout
+from vemo.fusion.dropout import Dropout, keep_mask
+
+
+def masked_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor, dropout_p: float) -> Tensor:
+    """``scaled_dot_product_attention`` over a boolean mask (True = may attend), dropout ``dropout_p``
+    on the attention weights. Every query must be allowed at least one key.
+
+    On the CPU with dropout, the weights are computed here and dropped with the heads' cheaper
+    mask: torch's own path there draws each weight's Bernoulli number alone and checks every row
+    for being fully masked, together a twentieth of a crossattn training step.
+    """
+    if dropout_p == 0.0 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+    scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / math.sqrt(q.shape[-1]))
+    weights = torch.softmax(scores.masked_fill_(~allowed, float("-inf")), dim=-1)
+    return torch.matmul(weights * keep_mask(weights.shape, dropout_p, weights.dtype, weights.device), v)
 
 
 class MaskedSelfAttentionLayer(nn.Module):
@@ -47,9 +62,8 @@ class MaskedSelfAttentionLayer(nn.Module):
         w, bias = self.qkv.weight, self.qkv.bias
         q = F.linear(q_in, w[:d], bias[:d])
         k, v = F.linear(h, w[d:], bias[d:]).chunk(2, dim=-1)
-        attended = F.scaled_dot_product_attention(
-            self._heads(q), self._heads(k), self._heads(v), attn_mask=allowed.unsqueeze(1),
-            dropout_p=self.attn_dropout if self.training else 0.0)
+        attended = masked_attention(self._heads(q), self._heads(k), self._heads(v), allowed.unsqueeze(1),
+                                    self.attn_dropout if self.training else 0.0)
         attended = attended.transpose(1, 2).reshape(q.shape)
         base = x[:, :queries] if queries is not None else x
         y = base + self.dropout(self.out(attended))

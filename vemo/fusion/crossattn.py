@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vemo.fusion.attention import MaskedSelfAttentionLayer, sinusoidal_positions
+from vemo.fusion.attention import MaskedSelfAttentionLayer, masked_attention, sinusoidal_positions
 from vemo.fusion.base import FusionHead
 from vemo.fusion.dropout import Dropout
 
@@ -53,8 +52,8 @@ class ModalityAttentionLayer(nn.Module):
         def heads(t: Tensor) -> Tensor:
             return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
 
-        attended = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed.unsqueeze(1),
-                                                  dropout_p=self.attn_dropout if self.training else 0.0)
+        attended = masked_attention(heads(q), heads(k), heads(v), allowed.unsqueeze(1),
+                                    self.attn_dropout if self.training else 0.0)
         attended = attended.transpose(1, 2).reshape(b, -1, d).split([x.shape[1] for x in xs], dim=1)
         out = []
         for i, (x, a) in enumerate(zip(xs, attended)):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vemo.fusion.attention import masked_attention
 from vemo.fusion.base import FusionHead, masked_mean, pooled_with_missing
 from vemo.fusion.dropout import Dropout
 
@@ -113,8 +114,7 @@ class PairwiseCrossAttentionFusion(FusionHead):
         def heads(z: Tensor) -> Tensor:
             return z.reshape(b, p, t, h, d // h).transpose(2, 3)       # [B, P, H, t, d/H]
 
-        out = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=allowed,
-                                             dropout_p=self.attn_dropout if self.training else 0.0)
+        out = masked_attention(heads(q), heads(k), heads(v), allowed, self.attn_dropout if self.training else 0.0)
         out = out.transpose(2, 3).reshape(b, p, t, d)
         out = torch.einsum("bptd,pde->bpte", out, self.pair_out) + self.pair_out_bias.unsqueeze(1)
         out = F.layer_norm(out, (d,)) * self.pair_norm_weight.unsqueeze(1) + self.pair_norm_bias.unsqueeze(1)
