@@ -2,9 +2,10 @@
 
 Both variants iterate the training DataLoader of ``vemo.data.FeatureDataModule`` over the built-in
 demo store (Ekman-6 shapes: 16x512 frames, 16x768 audio, 0-16x768 faces, 1x768 speech and text,
-normalization on, all five modalities). The "ram" variant copies every video's features into torch
-tensors first and swaps them in under the same ``FeatureDataset`` (same subsampling, float32 cast,
-standardization), the same ``EpochSampler``, ``collate`` and batch size: only the storage differs.
+normalization on, all five modalities). The "ram" variant copies every video's features into one
+array per modality first and swaps them in under the same ``FeatureDataset`` (same subsampling,
+float32 cast, whole batches gathered at once), the same ``EpochSampler`` and batch size: only the
+storage differs.
 
 Each variant runs in its own process, so its RSS is its own.
 
@@ -58,28 +59,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- the in-RAM storage
 class InMemoryFeatures:
-    """Every video's features copied out of a ``FeatureStore`` into RAM, one torch tensor per video and
-    modality (same dtype as stored). Offers the two calls ``FeatureDataset`` makes on a store."""
+    """Every video's features copied out of a ``FeatureStore`` into RAM: one array per modality (same
+    dtype as stored), videos one after another. Offers the calls ``FeatureDataset`` makes on a store."""
 
     def __init__(self, store, modalities: list[str]):
         import numpy as np
-        import torch
 
         self.modalities = {m: store.modalities[m] for m in modalities}
         self.ids = list(store.ids)
         self._position = {vid: i for i, vid in enumerate(self.ids)}
-        # np.array copies out of the memory map into private (anonymous) memory
-        self.tensors = {m: [torch.from_numpy(np.array(store.features(i, m))) for i in range(len(self.ids))]
-                        for m in modalities}
+        # np.concatenate copies out of the memory map into private (anonymous) memory
+        self.rows = {m: np.concatenate([store.features(i, m) for i in range(len(self.ids))]) for m in modalities}
+        self.offsets = {m: np.concatenate([[0], np.cumsum(store.lengths(m))]) for m in modalities}
 
     def position(self, video_id: str) -> int:
         return self._position[video_id]
 
     def features(self, position: int, modality: str):
-        return self.tensors[modality][position].numpy()
+        off = self.offsets[modality]
+        return self.rows[modality][off[position]:off[position + 1]]
+
+    def spans(self, positions, modality: str):
+        import numpy as np
+
+        off = self.offsets[modality]
+        positions = np.asarray(positions)
+        return np.zeros(len(positions), np.int64), off[positions], off[positions + 1] - off[positions]
+
+    def gather(self, shard: int, modality: str, rows):
+        return self.rows[modality][rows]
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for ts in self.tensors.values() for t in ts)
+        return sum(a.nbytes for a in self.rows.values())
 
 
 # ---------------------------------------------------------------- child: one variant
@@ -111,6 +122,9 @@ def measure_variant(args: argparse.Namespace) -> dict:
         for key in [(0, 0), (len(ram_ds) - 1, 3)]:  # the same items, bit for bit
             a, b = mmap_ds[key], ram_ds[key]
             assert all(np.array_equal(a["features"][m], b["features"][m]) for m in MODALITIES), key
+        keys = [(i, 2) for i in range(0, len(ram_ds), 37)]  # and the same batches
+        a, b = mmap_ds.__getitems__(keys), ram_ds.__getitems__(keys)
+        assert all(torch.equal(a["features"][m], b["features"][m]) for m in MODALITIES)
         dm.datasets["train"] = ram_ds  # the DataModule builds the loader as always
     setup_s = time.perf_counter() - t0
     rss_setup = rss_now()

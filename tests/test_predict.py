@@ -207,6 +207,19 @@ def test_loading_in_background_gives_the_same_prediction(video_model, video_pred
     assert background.states == eager.states
     np.testing.assert_allclose(background.probs, eager.probs, atol=1e-6)
     np.testing.assert_allclose(again.probs, eager.probs, atol=1e-6)
+    # the loader ends with the text encoders, video or not (they were the last step of a cold start)
+    from vemo.extract import text as text_module
+    from vemo.extract.pool import text_encoders
+
+    text_module._cached.cache_clear()  # encoders of its own, not ones other tests loaded
+    idle = Predictor.from_checkpoint(run_dir)
+    try:
+        pipe = idle.pipeline(background=True)
+        encoders = text_encoders(pipe.extractors)
+        pipe.loader.shutdown(wait=True)
+        assert encoders and all(e._model is not None and e._tokenizer is not None for e in encoders)
+    finally:
+        idle.close()
 
 
 @pytest.mark.slow

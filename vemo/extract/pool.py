@@ -58,6 +58,18 @@ def with_own_sources(extractors: Mapping[str, Extractor]) -> list[Extractor]:
     return [*extractors.values(), *own]
 
 
+def text_encoders(extractors: Mapping[str, Extractor]) -> list[Any]:
+    """The text encoders the extractors hold (each once: extractors share them)."""
+    from vemo.extract.text import TextEncoder
+
+    found: dict[int, Any] = {}
+    for ex in with_own_sources(extractors):
+        for value in vars(ex).values():
+            if isinstance(value, TextEncoder):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
 def load_extractors(extractors: Mapping[str, Extractor], text_on_first_use: bool = False) -> None:
     """Load (and warm up) every extractor. ``text_on_first_use``: text encoders load on the first
     transcript or on-screen text rather than now (prediction: one video may have none)."""

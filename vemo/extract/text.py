@@ -63,6 +63,11 @@ class TextEncoder:
             self._model = AutoModel.from_pretrained(self.model_path).to(self.device).eval()
         return self._model
 
+    def load(self) -> None:
+        """Load the tokenizer and the weights now (otherwise the first ``encode`` does); thread-safe."""
+        with self._lock:
+            self.tokenizer, self.model  # noqa: B018 - the properties load them
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
             return self._encode(texts)

@@ -53,13 +53,14 @@ class Pipeline:
         """``text_on_first_use``: a text encoder loads on the first text, not now (see
         ``load_extractors``); a server that must answer its first request fast passes False.
 
-        ``background``: return at once; one thread loads the models, the audio extractors first,
-        while the caller decodes (text encoders load on the first text, whatever ``text_on_first_use``). Each extractor is waited for when it is first run, and a model
-        that fails to load raises then. Without warm-up runs: the first video pays the first-call
-        costs they would have paid, so a process that classifies one video saves their time."""
+        ``background``: return at once; one thread loads the models, the audio extractors first and
+        the text encoders last, while the caller decodes and runs what has loaded. Each extractor
+        is waited for when it is first run, and a model that fails to load raises then. Without
+        warm-up runs: the first video pays the first-call costs they would have paid, so a process
+        that classifies one video saves their time."""
         from vemo.extract.jobs import DecodeSettings, decode_settings_for
         from vemo.extract.pool import (ExtractorPool, configure_threads, load_extractors, share_sources,
-                                       with_own_sources)
+                                       text_encoders, with_own_sources)
         from vemo.extract.records import store_specs
 
         recorded = predictor.feature_specs
@@ -113,6 +114,10 @@ class Pipeline:
         # the audio extractors first (speech is the slowest to run), a derived one last (it reads the others)
         order = sorted(extractors, key=lambda m: (bool(extractors[m].derives_from), extractors[m].needs_frames, m))
         loading = {m: loader.submit(extractors[m].ensure_loaded) for m in order}
+        # then the text encoders, while speech is transcribed: loaded on the first transcript they
+        # were the last step of a cold start. Best effort: a failure shows at the first text.
+        for encoder in text_encoders(extractors):
+            loader.submit(_quietly, encoder.load)
         return cls(extractors, decode, specs, ExtractorPool(extractors, concurrent), 0.0, loading, loader, started)
 
     def wait_loaded(self, modalities: Any = None) -> None:
@@ -131,7 +136,7 @@ class Pipeline:
         if all(f.done() and f.exception() is None for f in self.loading.values()):
             self.load_seconds = time.perf_counter() - self.load_started
             self.loading = None
-            self.loader.shutdown(wait=True)
+            self.loader.shutdown(wait=False)  # a text encoder may still be loading: not waited for
 
     def extract_one(self, path: Path, video_id: str) -> ExtractedVideo:
         """One video with the least wait: the audio is decoded first (a few hundredths of a second)
@@ -213,6 +218,13 @@ class Pipeline:
                                       features=checked.features, side=checked.side, token_times=times,
                                       decode_seconds=item.seconds, extract_seconds=extract_seconds))
         return out
+
+
+def _quietly(load) -> None:
+    try:
+        load()
+    except Exception:  # noqa: BLE001 - the first encode loads again and reports the error
+        pass
 
 
 def job_for(path: Path, video_id: str):
