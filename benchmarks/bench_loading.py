@@ -26,7 +26,7 @@ from pathlib import Path
 from _common import (children_peak_rss, emit, log, machine_cores, mapped_rss, mib, print_header, print_table,
                      proc_status, rss_now, rss_peak, run_child, temp_dir)
 
-MODALITIES = ["audio", "faces", "frames", "speech", "text"]
+MODALITIES = ["audio", "faces", "frames", "ocr", "speech"]
 VARIANTS = ("mmap", "ram")
 
 
