@@ -21,7 +21,8 @@ POOLINGS = ("mean", "cls")
 
 
 class TextEncoder:
-    """transformers encoder + pooling (+ optional L2 normalisation) -> float32 [N, dim]."""
+    """A transformer encoder + pooling (+ optional L2 normalisation) -> float32 [N, dim]. A local
+    BERT (the packaged MiniLM) runs through ``vemo.extract.bert``, anything else through transformers."""
 
     def __init__(self, model_path: str, *, pooling: str = "mean", normalize: bool = True,
                  max_tokens: int = 256, batch_size: int = 32, device: str = "cpu",
@@ -39,6 +40,11 @@ class TextEncoder:
             roberta = "roberta" in str(config.get("model_type", ""))
             self.max_tokens = min(self.max_tokens, int(positions) - (2 if roberta else 0))
         self.identity = dict(identity or {"model": self.model_path})
+        # a local BERT (the packaged MiniLM) runs without transformers (vemo.extract.bert): the same
+        # numbers, a second or more less CPU in a cold start
+        from vemo.extract.bert import runs_natively
+        self._config = config
+        self.native = Path(self.model_path).is_dir() and runs_natively(self.model_path, config)
         self._tokenizer = self._model = None
         # extractors sharing this encoder may run in parallel threads; HF fast tokenizers are not
         # safe to call from two threads at once
@@ -51,6 +57,8 @@ class TextEncoder:
 
     @property
     def tokenizer(self):
+        if self.native:
+            return self.model.tokenizer
         if self._tokenizer is None:
             from transformers import AutoTokenizer
             self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
@@ -58,6 +66,9 @@ class TextEncoder:
 
     @property
     def model(self):
+        if self._model is None and self.native:
+            from vemo.extract.bert import NativeBert
+            self._model = NativeBert(self.model_path, self._config, self.max_tokens, self.device)
         if self._model is None:
             from transformers import AutoModel
             self._model = AutoModel.from_pretrained(self.model_path).to(self.device).eval()
@@ -78,14 +89,19 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
             chunk = list(texts[start:start + self.batch_size])
-            tokens = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
-                                    return_tensors="pt").to(self.device)
             with torch.inference_mode():
-                hidden = self.model(**tokens).last_hidden_state
+                if self.native:
+                    ids, attention = self.model.tokenize(chunk)
+                    hidden = self.model.hidden_states(ids, attention)
+                else:
+                    tokens = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens,
+                                            return_tensors="pt").to(self.device)
+                    hidden = self.model(**tokens).last_hidden_state
+                    attention = tokens["attention_mask"]
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
-                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mask = attention.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
