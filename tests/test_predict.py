@@ -217,7 +217,7 @@ def test_loading_in_background_gives_the_same_prediction(video_model, video_pred
         pipe = idle.pipeline(background=True)
         encoders = text_encoders(pipe.extractors)
         pipe.loader.shutdown(wait=True)
-        assert encoders and all(e._model is not None and e._tokenizer is not None for e in encoders)
+        assert encoders and all(e.loaded for e in encoders)
     finally:
         idle.close()
 

@@ -74,6 +74,11 @@ class TextEncoder:
             self._model = AutoModel.from_pretrained(self.model_path).to(self.device).eval()
         return self._model
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the tokenizer and the weights are in memory (a native BERT holds both in one)."""
+        return self._model is not None and (self.native or self._tokenizer is not None)
+
     def load(self) -> None:
         """Load the tokenizer and the weights now (otherwise the first ``encode`` does); thread-safe."""
         with self._lock:
