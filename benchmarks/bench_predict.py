@@ -87,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if args.quick else 5)
     if args.command_runs is None:
         args.command_runs = 0 if args.quick else 5
+    if args.command_runs < 0:
+        p.error(f"--command-runs must be 0 or more, got {args.command_runs}")
     if args.quick:
         args.cold_repeats = 0
     return args

@@ -105,3 +105,31 @@ def test_encoding_with_minilm_never_imports_transformers(minilm):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("broken", ["model.safetensors", "tokenizer.json"])
+def test_a_corrupt_model_file_is_an_os_error_naming_it(tiny_bert, tmp_path, broken):
+    """OSError is what extraction turns into "its model could not be loaded", naming the extractor."""
+    import shutil
+
+    folder = tmp_path / "bert"
+    shutil.copytree(tiny_bert, folder)
+    (folder / broken).write_bytes((folder / broken).read_bytes()[:100])
+    encoder = TextEncoder(str(folder))
+    assert encoder.native
+    with pytest.raises(OSError, match=broken):
+        encoder.encode(["i am happy"])
+
+
+def test_weights_of_another_model_are_refused_naming_what_is_missing(tiny_bert, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "bert"
+    shutil.copytree(tiny_bert, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if "layer.2." not in k}, folder / "model.safetensors")
+    with pytest.raises(OSError, match=r"weights missing, e\.g\. encoder\.layer\.2\."):
+        NativeBert(folder, json.loads((folder / "config.json").read_text()), max_tokens=40)
+

